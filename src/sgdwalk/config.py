@@ -1,0 +1,442 @@
+"""Typed, frozen run configuration, its TOML presets and `key=value` overrides.
+
+A run is fully described by one `RunConfig`. The resolved config is saved with every run
+(`config.toml`) and is the record of truth. Every field has a commented default; fields
+whose default is `None` mean "let the code decide" and are omitted from saved TOML (TOML
+has no null), so saving and loading round-trips exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from sgdwalk.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "digits"  # registry name: digits | fashion_mnist | mnist | cifar10 | synthetic
+    root: str | None = None  # folder with the dataset's files; None: the dataset's default place
+    download: bool = False  # fetch missing files (checksummed) instead of failing
+    url: str | None = None  # base address to download from; None: the dataset's official one
+    train_size: int | None = None  # keep only the first n training examples; None: all
+    val_size: int | None = None  # held out of the training file; None: dataset default
+    augment: bool = True  # the dataset's own augmentation (CIFAR-10: crop 32 pad 4 + flip)
+    probe_size: int = 512  # examples in the fixed probe set (seeded subset of train, no aug)
+    probe_batch: int = 256  # probe chunk size: the fixed BatchNorm batch while probing
+    probe_seed: int = 0  # seed of the probe subset; separate from train.seed so runs share it
+    synthetic_n: int = 2048  # synthetic: number of examples (train + val + test)
+    synthetic_shape: tuple[int, ...] = (32,)  # synthetic: input shape, e.g. (3, 32, 32)
+    synthetic_classes: int = 4  # synthetic: number of classes
+    synthetic_noise: float = 0.5  # synthetic: std of the Gaussian noise around class means
+
+    def __post_init__(self):
+        _check_positive(self, "probe_size", "probe_batch", "synthetic_n", "synthetic_classes")
+        _check_positive_or_none(self, "train_size")
+        if self.val_size is not None and self.val_size < 0:
+            raise ConfigError(f"data.val_size: expected an integer >= 0, got {self.val_size}")
+        if not self.synthetic_shape or any(s <= 0 for s in self.synthetic_shape):
+            raise ConfigError(
+                f"data.synthetic_shape: expected positive sizes, got {list(self.synthetic_shape)}"
+            )
+        if self.synthetic_noise < 0:
+            raise ConfigError(f"data.synthetic_noise: expected >= 0, got {self.synthetic_noise}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "mlp"  # registry name: mlp | vgg11 | resnet
+    widths: tuple[int, ...] = (128, 64)  # mlp: hidden layer widths (study MNIST: 500, 350)
+    batchnorm: bool = True  # mlp and vgg11: BatchNorm after each hidden layer / conv
+    width_mult: float = 1.0  # vgg11 and resnet: channel multiplier for CPU-sized runs
+    depth: int = 20  # resnet: 6n+2 (20 or 56)
+    init: str = "study"  # study: He fan-out normal convs, zero bias, BN 1/0 | torch: defaults
+
+    def __post_init__(self):
+        if any(w <= 0 for w in self.widths):
+            raise ConfigError(f"model.widths: expected positive widths, got {list(self.widths)}")
+        if not self.width_mult > 0:
+            raise ConfigError(f"model.width_mult: expected > 0, got {self.width_mult}")
+        if self.depth < 8 or (self.depth - 2) % 6:
+            raise ConfigError(f"model.depth: expected 6n+2 >= 8 (20, 56), got {self.depth}")
+        _check_choice(self, "init", ("study", "torch"))
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    algorithm: str = "sgd"  # sgd: mini-batches | gd: full batch | gd_noise: full batch + noise
+    optimizer: str = "SGD"  # torch.optim class that applies the update (SGD, Adam, ...)
+    lr: float = 0.1  # step size on the *mean* loss (study VGG-11: 0.1)
+    batch_size: int = 100  # sgd: mini-batch size (study: 100)
+    momentum: float = 0.0  # SGD momentum (study: 0)
+    weight_decay: float = 0.0  # L2 weight decay through the optimizer (study: 1e-4)
+    kwargs: dict[str, Any] = field(default_factory=dict)  # more optimizer arguments
+    gd_chunk: int = 5000  # gd: examples per accumulated chunk (memory only, not maths)
+    gd_sum_chunks: bool = False  # gd: original's unscaled sum of chunk means (lr x n_chunks)
+    noise: str = "matched"  # gd_noise: matched (SGD's total variance) | original (0.02 x max)
+    noise_batch: int = 100  # gd_noise matched: the SGD batch size whose noise is matched
+    noise_scale: float = 0.02  # gd_noise original: std = scale x max per-coordinate variance
+    noise_samples: int = 16  # mini-batches used to estimate the gradient noise at init
+    clip_grad_norm: float | None = None  # clip the gradient's global norm; None: no clipping
+
+    def __post_init__(self):
+        _check_choice(self, "algorithm", ("sgd", "gd", "gd_noise"))
+        _check_choice(self, "noise", ("matched", "original"))
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"optim.lr: expected a finite number > 0, got {self.lr}")
+        _check_positive(self, "batch_size", "gd_chunk", "noise_batch", "noise_samples")
+        for name in ("momentum", "weight_decay", "noise_scale"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"optim.{name}: expected >= 0, got {getattr(self, name)}")
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            raise ConfigError(f"optim.clip_grad_norm: expected > 0, got {self.clip_grad_norm}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10  # passes over the training split (study: 200)
+    max_steps: int | None = None  # stop after this many updates if sooner; None: epochs decide
+    seed: int = 1111  # seeds init, data order, augmentation and noise (study: 1111)
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda when available)
+    checkpoint_every: int = 0  # steps between checkpoints; 0: at each epoch end only
+    keep_checkpoints: int = 2  # newest checkpoints kept on disk
+    eval_every: int = 1  # epochs between train/val/test evaluations
+    eval_train: bool = True  # also evaluate the whole training split (eval mode, no aug)
+    flush_every: int = 50  # steps between commits of buffered metric rows
+    progress: bool = True  # progress bar on stderr
+
+    def __post_init__(self):
+        _check_positive(self, "epochs", "keep_checkpoints", "eval_every", "flush_every")
+        _check_positive_or_none(self, "max_steps")
+        if self.checkpoint_every < 0:
+            raise ConfigError(
+                f"train.checkpoint_every: expected >= 0, got {self.checkpoint_every}"
+            )
+        if not (self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")):
+            raise ConfigError(
+                f"train.device: expected cpu, cuda, cuda:N or auto, got {self.device!r}"
+            )
+
+
+@dataclass(frozen=True)
+class WalkConfig:
+    """Which probes run and when. A schedule is a string: "off", "every:N", "epochs:1,10"
+    (every step of those 1-based epochs), "log:N" (N log-spaced steps per decade) or a
+    union joined with "+", e.g. "every:50+epochs:1,10". None: the preset decides."""
+
+    preset: str = "cheap"  # off | cheap | economy | line | curvature | full (by cost)
+    trajectory: str | None = None  # cosines, norms, distance from init, path length
+    economy: str | None = None  # floor and height from f(0), f'(0) and one forward at 1
+    line: str | None = None  # the full line curve on the grid
+    curvature: str | None = None  # u^T H u / |u|^2 by one Hessian-vector product
+    sharpness: str | None = None  # top-k Hessian eigenvalues (Lanczos) + gradient alignment
+    barrier: str | None = None  # barriers on the valley floor and on the iterate path
+    noise: str | None = None  # trace of the mini-batch gradient covariance
+    line_min: float = -0.25  # first grid point (fraction of the step)
+    line_max: float = 1.25  # last grid point
+    line_points: int = 13  # grid points, evenly spaced (13 gives spacing 0.125)
+    line_sources: tuple[str, ...] = ("probe",)  # batch | probe | heldout
+    bn_policy: str = "batch"  # batch: train-mode stats per fixed probe batch | recalibrate | eval
+    economy_jvp: bool = False  # economy: also f'(1) by a jvp, for a cubic fit
+    sharpness_k: int = 1  # eigenvalues to track
+    sharpness_tol: float = 1e-3  # Lanczos stops when residual / |lambda| is below this
+    sharpness_max_iter: int = 50  # Lanczos iterations at most
+    barrier_ks: tuple[int, ...] = (1, 2, 5, 10)  # step gaps k of the segments t -> t+k
+    barrier_points: int = 9  # points along each segment
+    noise_microbatches: int = 4  # micro-batches the step's batch is split into
+
+    def __post_init__(self):
+        _check_choice(self, "preset", ("off", "cheap", "economy", "line", "curvature", "full"))
+        _check_choice(self, "bn_policy", ("batch", "recalibrate", "eval"))
+        for src in self.line_sources:
+            if src not in ("batch", "probe", "heldout"):
+                raise ConfigError(
+                    f"walk.line_sources: expected items of batch, probe, heldout, got {src!r}"
+                )
+        if not self.line_min < self.line_max:
+            raise ConfigError(
+                f"walk.line_min: expected < line_max ({self.line_max}), got {self.line_min}"
+            )
+        if self.line_points < 3:
+            raise ConfigError(f"walk.line_points: expected >= 3, got {self.line_points}")
+        _check_positive(self, "sharpness_k", "sharpness_max_iter", "barrier_points")
+        if self.noise_microbatches < 2:
+            raise ConfigError(
+                f"walk.noise_microbatches: expected >= 2, got {self.noise_microbatches}"
+            )
+        if not self.sharpness_tol > 0:
+            raise ConfigError(f"walk.sharpness_tol: expected > 0, got {self.sharpness_tol}")
+        if any(k <= 0 for k in self.barrier_ks):
+            raise ConfigError(
+                f"walk.barrier_ks: expected positive gaps, got {list(self.barrier_ks)}"
+            )
+        from sgdwalk.probes.schedule import parse_schedule  # validates the strings
+
+        for name in ("trajectory", "economy", "line", "curvature", "sharpness", "barrier", "noise"):
+            spec = getattr(self, name)
+            if spec is not None:
+                parse_schedule(spec, steps_per_epoch=1, where=f"walk.{name}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"  # a label for people; the run id derives from the whole config
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    walk: WalkConfig = field(default_factory=WalkConfig)
+
+
+# ---------------------------------------------------------------------------------------
+# validation helpers
+
+
+def _check_positive(obj, *names):
+    section = _SECTION.get(type(obj).__name__, "")
+    for name in names:
+        value = getattr(obj, name)
+        if not value > 0:
+            raise ConfigError(f"{section}{name}: expected an integer > 0, got {value}")
+
+
+def _check_positive_or_none(obj, *names):
+    for name in names:
+        if getattr(obj, name) is not None:
+            _check_positive(obj, name)
+
+
+def _check_choice(obj, name, choices):
+    value = getattr(obj, name)
+    if value not in choices:
+        section = _SECTION.get(type(obj).__name__, "")
+        raise ConfigError(f"{section}{name}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+_SECTION = {
+    "DataConfig": "data.",
+    "ModelConfig": "model.",
+    "OptimConfig": "optim.",
+    "TrainConfig": "train.",
+    "WalkConfig": "walk.",
+}
+
+
+# ---------------------------------------------------------------------------------------
+# dict <-> config
+
+
+def to_dict(config) -> dict:
+    """The config as nested plain dicts, omitting None values (TOML has no null)."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = to_dict(value)
+        elif value is None:
+            continue
+        elif isinstance(value, tuple):
+            out[f.name] = list(value)
+        elif isinstance(value, dict):
+            out[f.name] = dict(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+def from_dict(cls, data: dict, where: str = ""):
+    """Build config class `cls` from nested dicts, checking keys and types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a table, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}{key}"
+        if key not in names:
+            raise ConfigError(
+                f"{path}: expected one of the keys {', '.join(sorted(names))}, got unknown key"
+            )
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value, where=f"{path}.")
+        else:
+            kwargs[key] = coerce(value, hint, path)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - guarded by the key check above
+        raise ConfigError(f"{where or 'config'}: {exc}") from None
+
+
+def coerce(value, hint, path: str):
+    """Check `value` against the type `hint`, converting only where lossless."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return coerce(value, inner[0], path)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path}: expected true or false, got {_describe(value)}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{path}: expected an integer, got {_describe(value)}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{path}: expected a number, got {_describe(value)}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{path}: expected a string, got {_describe(value)}")
+    if origin is tuple:
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
+        return tuple(coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a table, got {_describe(value)}")
+        return dict(value)
+    raise ConfigError(f"{path}: unsupported type {hint}")  # pragma: no cover
+
+
+def _describe(value) -> str:
+    kind = type(value).__name__
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{kind} {text}"
+
+
+# ---------------------------------------------------------------------------------------
+# presets, files and overrides
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped inside the package."""
+    folder = resources.files("sgdwalk") / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def read_toml(source: str) -> dict:
+    """The dict of a preset name or a TOML file path."""
+    path = Path(source)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config: expected a TOML file or a preset name, got {source!r}")
+        text = path.read_text()
+    else:
+        resource = resources.files("sgdwalk") / "configs" / f"{source}.toml"
+        if not resource.is_file():
+            raise ConfigError(
+                f"config: expected a preset ({', '.join(preset_names())}) or a .toml file, "
+                f"got {source!r}"
+            )
+        text = resource.read_text()
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {source}: expected valid TOML, got {exc}") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split "section.key=value" into a key path and a TOML-parsed value.
+
+    Values parse as TOML (numbers, true/false, [lists], "strings"); anything that is not
+    valid TOML is taken as a bare string, so `data.name=cifar10` works unquoted.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override: expected key=value such as optim.lr=0.05, got {text!r}")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    if isinstance(value, str) and "," in value and not raw.startswith(('"', "'")):
+        value = [_scalar(v) for v in value.split(",")]
+    return key.split("."), value
+
+
+def _scalar(text: str):
+    try:
+        return tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text.strip()
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Return a copy of nested dict `data` with each "a.b=value" applied."""
+    out = _deep_copy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"{'.'.join(path)}: expected a key inside a table, got a value at {part!r}"
+                )
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def _deep_copy(data):
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def load_config(source: str | None = None, overrides: list[str] = ()) -> RunConfig:
+    """Resolve a preset name or TOML file plus overrides into a validated RunConfig."""
+    data = read_toml(source) if source is not None else {}
+    return from_dict(RunConfig, apply_overrides(data, list(overrides)))
+
+
+def config_to_toml(config: RunConfig) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(to_dict(config))
+
+
+def config_from_toml(text: str) -> RunConfig:
+    try:
+        return from_dict(RunConfig, tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: expected valid TOML, got {exc}") from None
+
+
+def replace(config, **changes):
+    """`dataclasses.replace` that also accepts dotted keys: replace(cfg, **{"optim.lr": 0.1})."""
+    nested: dict[str, dict] = {}
+    flat = {}
+    for key, value in changes.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            flat[key] = value
+    for head, sub in nested.items():
+        flat[head] = replace(getattr(config, head), **sub)
+    return dataclasses.replace(config, **flat)

@@ -1,0 +1,21 @@
+"""The errors sgdwalk raises on purpose.
+
+Each carries a one-line message of the form "<where>: expected <X>, got <Y>". The CLI prints
+that line and exits with status 2; anything else is a bug and keeps its traceback.
+"""
+
+
+class SgdwalkError(Exception):
+    """Base class: a problem with the user's input or environment, not a bug."""
+
+
+class ConfigError(SgdwalkError):
+    """A configuration value, override or preset name is invalid."""
+
+
+class DataError(SgdwalkError):
+    """A dataset is missing, corrupt, of the wrong format or failed its checksum."""
+
+
+class StoreError(SgdwalkError):
+    """A run directory or metric store cannot be read or written."""
