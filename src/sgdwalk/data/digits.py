@@ -1,0 +1,64 @@
+"""scikit-learn's bundled 8x8 handwritten digits: the always-available offline dataset.
+
+1,797 images of shape (1, 8, 8) with 17 grey levels (0..16), 10 classes. The split is
+stratified and fixed (seed 0, independent of the run seed): 360 test, `data.val_size`
+validation (default 180), the rest (1,257 by default) train. Pixels are scaled by 1/16 and
+then standardised with the training split's scalar mean and std. No augmentation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sgdwalk.config import DataConfig
+from sgdwalk.data.prepare import assemble, standardise
+from sgdwalk.data.registry import register_dataset
+from sgdwalk.data.types import Dataset, Split
+from sgdwalk.errors import ConfigError
+
+TEST_SIZE = 360  # fixed test rows (20% of 1,797, rounded to a multiple of 10 classes)
+VAL_SIZE = 180  # validation rows when data.val_size is None
+SPLIT_SEED = 0  # the split never depends on the run seed
+
+
+def stratified_order(y: torch.Tensor, seed: int) -> torch.Tensor:
+    """A permutation of range(N) whose every prefix and every run of consecutive entries
+    holds the classes in (nearly) their overall proportions.
+
+    Each example gets the key (r + 0.5) / n_c, where n_c is the size of its class and r
+    its rank within the class in a seeded random order; sorting by the key interleaves the
+    classes evenly. Args: y int64 labels (N,). Returns int64 indices (N,).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(y.shape[0], generator=generator)
+    yp = y[perm]
+    counts = torch.bincount(yp).to(torch.float64)
+    rank = torch.empty_like(yp)
+    for c in range(counts.shape[0]):  # 10 classes: a loop over classes, not examples
+        members = (yp == c).nonzero().squeeze(1)
+        rank[members] = torch.arange(members.shape[0])
+    key = (rank.to(torch.float64) + 0.5) / counts[yp]
+    return perm[torch.sort(key, stable=True).indices]
+
+
+@register_dataset("digits")
+def load_digits(cfg: DataConfig) -> Dataset:
+    """Load the bundled digits with the fixed stratified split described in the module."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    x = torch.as_tensor(bunch.data, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
+    y = torch.as_tensor(bunch.target, dtype=torch.int64)
+    v = VAL_SIZE if cfg.val_size is None else cfg.val_size
+    if v >= y.shape[0] - TEST_SIZE:
+        raise ConfigError(
+            f"data.val_size: expected < {y.shape[0] - TEST_SIZE} (digits left after the "
+            f"{TEST_SIZE} test images), got {v}"
+        )
+    order = stratified_order(y, SPLIT_SEED)
+    test, val, train = (
+        Split(x[idx], y[idx])
+        for idx in (order[:TEST_SIZE], order[TEST_SIZE : TEST_SIZE + v], order[TEST_SIZE + v :])
+    )
+    train, val, test = standardise(train, val, test)
+    return assemble(cfg, train, val, test, num_classes=10, augment=None, source="scikit-learn")

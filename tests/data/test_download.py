@@ -1,0 +1,111 @@
+"""fetch: checksummed, atomic downloads from a local HTTP server."""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.request
+
+import pytest
+
+from sgdwalk.data import fetch
+from sgdwalk.errors import DataError
+
+BODY = bytes(range(256)) * 4000  # 1,024,000 bytes
+MD5 = hashlib.md5(BODY).hexdigest()
+SHA256 = hashlib.sha256(BODY).hexdigest()
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_fetch_writes_the_verified_file_and_nothing_else(http_server, tmp_path):
+    url = http_server.serve("/f.bin", BODY)
+    dest = tmp_path / "dl" / "f.bin"
+    assert fetch(url, dest, md5=MD5, sha256=SHA256.upper()) == dest
+    assert dest.read_bytes() == BODY
+    assert leftovers(dest.parent) == ["f.bin"]
+
+
+def test_fetch_streams_bodies_larger_than_one_chunk(http_server, tmp_path, monkeypatch):
+    monkeypatch.setattr("sgdwalk.data.download.CHUNK_BYTES", 1000)
+    url = http_server.serve("/f.bin", BODY)
+    dest = fetch(url, tmp_path / "f.bin", sha256=SHA256)
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == SHA256
+
+
+@pytest.mark.parametrize("kind", ["md5", "sha256"])
+def test_checksum_mismatch_removes_the_file_and_keeps_an_older_copy(http_server, tmp_path, kind):
+    url = http_server.serve("/f.bin", BODY)
+    dest = tmp_path / "f.bin"
+    dest.write_bytes(b"older copy")
+    wrong = "0" * (32 if kind == "md5" else 64)
+    got = MD5 if kind == "md5" else SHA256
+    with pytest.raises(DataError) as info:
+        fetch(url, dest, **{kind: wrong})
+    assert str(info.value) == f"{dest}: expected {kind} {wrong}, got {got}"
+    assert dest.read_bytes() == b"older copy"
+    assert leftovers(tmp_path) == ["f.bin"]
+
+
+def test_truncated_body_is_an_error_and_leaves_nothing(http_server, tmp_path):
+    url = http_server.serve("/f.bin", BODY, kind="truncate")
+    with pytest.raises(DataError, match=f"expected {len(BODY)} bytes .*, got {len(BODY) // 2}"):
+        fetch(url, tmp_path / "f.bin")  # no checksum: the length check alone catches it
+    assert leftovers(tmp_path) == []
+
+
+def test_http_error_is_a_data_error(http_server, tmp_path):
+    with pytest.raises(DataError, match="expected HTTP status 200, got 404"):
+        fetch(http_server.base + "/missing.bin", tmp_path / "f.bin")
+    assert leftovers(tmp_path) == []
+
+
+def test_refused_connection_is_a_data_error(http_server, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DataError, match="expected a complete download"):
+        fetch(f"http://127.0.0.1:{port}/f.bin", tmp_path / "f.bin")
+    assert leftovers(tmp_path) == []
+
+
+def test_interrupted_download_deletes_the_partial_file(tmp_path, monkeypatch):
+    seen = []
+
+    class Response:  # yields one chunk, then the user presses Ctrl-C
+        headers = {"Content-Length": "2000"}
+
+        def read(self, n):
+            seen.append(sorted(p.name for p in tmp_path.iterdir()))
+            if len(seen) == 1:
+                return b"x" * 1000
+            raise KeyboardInterrupt
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Response())
+    with pytest.raises(KeyboardInterrupt):
+        fetch("http://127.0.0.1:9/f.bin", tmp_path / "f.bin", md5=MD5)
+    assert seen[1] == ["f.bin.part"]  # the partial file existed mid-download...
+    assert leftovers(tmp_path) == []  # ...and is gone afterwards
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.org/f.bin", "f.bin"])
+def test_only_http_and_https_are_fetched(tmp_path, url):
+    with pytest.raises(DataError, match="expected an http:// or https:// address"):
+        fetch(url, tmp_path / "f.bin")
+    assert leftovers(tmp_path) == []
+
+
+def test_progress_bar_goes_to_stderr(http_server, tmp_path, capsys):
+    url = http_server.serve("/f.bin", BODY)
+    fetch(url, tmp_path / "f.bin", md5=MD5, progress=True)
+    captured = capsys.readouterr()
+    assert "f.bin" in captured.err and captured.out == ""
