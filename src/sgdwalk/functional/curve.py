@@ -1,0 +1,260 @@
+"""The line curve of one step: its valley floor, height, convexity and barrier.
+
+The line curve of the update u_t is f(a) = L(theta_t + a * u_t), sampled on a sorted grid
+of step fractions a that contains 0 (the iterate before the update) and 1 (after it). The
+functions here take that grid and the sampled values and know nothing of where they came
+from. All arithmetic is float64; float32 inputs are promoted.
+
+Missing values: a non-finite sample (NaN or +-inf, e.g. a diverged probe) is *missing*.
+The floor ignores missing samples; every other output that depends on a missing sample is
+NaN. Nothing here raises on non-finite data; only malformed grids raise `ValueError`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["make_grid", "refine_floor", "curve_summary", "paired_noise", "CURVE_KEYS"]
+
+# Stable output keys of `curve_summary`, in order.
+CURVE_KEYS = (
+    "floor_a",
+    "floor_loss",
+    "height",
+    "height_end",
+    "rel_height",
+    "interior",
+    "convex",
+    "quad_r2",
+    "quad_curv",
+    "alpha",
+    "step_barrier",
+    "step_barrier_a",
+    "crossing",
+)
+
+_NAN = float("nan")
+
+
+def make_grid(lo: float, hi: float, points: int) -> Tensor:
+    """Step fractions `linspace(lo, hi, points)` united with {0, 1}; sorted, unique, float64.
+
+    Linspace points within 1e-9 * (hi - lo) of 0 or 1 are snapped onto them, so round-off
+    never leaves a near-duplicate of an end (e.g. -0.25..1.25 in 7 points has exactly 0, 1).
+
+    Returns: (n,) float64 with points <= n <= points + 2.
+    """
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"make_grid: expected finite lo < hi, got lo={lo}, hi={hi}")
+    if int(points) != points or points < 2:
+        raise ValueError(f"make_grid: expected an integer points >= 2, got {points}")
+    g = torch.linspace(lo, hi, int(points), dtype=torch.float64)
+    snap = 1e-9 * (hi - lo)
+    for end in (0.0, 1.0):
+        g = torch.where((g - end).abs() <= snap, torch.full_like(g, end), g)
+    ends = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    return torch.unique(torch.cat([g, ends]), sorted=True)
+
+
+def _as_f64(x) -> Tensor:
+    return torch.as_tensor(x).detach().to(device="cpu", dtype=torch.float64).reshape(-1)
+
+
+def _check_grid(grid: Tensor, values: Tensor, where: str) -> None:
+    if grid.shape != values.shape:
+        raise ValueError(
+            f"{where}: expected grid and values of the same shape, "
+            f"got {tuple(grid.shape)} and {tuple(values.shape)}"
+        )
+    if grid.numel() and not (torch.isfinite(grid).all() and (grid[1:] > grid[:-1]).all()):
+        raise ValueError(f"{where}: expected a finite, strictly increasing grid")
+
+
+def refine_floor(grid: Tensor, values: Tensor) -> tuple[float, float]:
+    """Valley floor: argmin of the sampled curve, refined below the grid spacing.
+
+    Let i be the index of the smallest finite value. With its finite neighbours
+    (a_{i-1}, a_i, a_{i+1}) the parabola through the three points is
+        q(a) = f_{i-1} + d1 (a - a_{i-1}) + c (a - a_{i-1})(a - a_i),
+        d1 = (f_i - f_{i-1}) / (a_i - a_{i-1}),
+        c  = [(f_{i+1} - f_i) / (a_{i+1} - a_i) - d1] / (a_{i+1} - a_{i-1}),
+    and the floor is its vertex a* = (a_{i-1} + a_i) / 2 - d1 / (2c), clipped to
+    [a_{i-1}, a_{i+1}], with floor loss q(a*). If the best point is the first or last finite
+    sample, or c <= 0 (a flat triple), the best sample itself is returned.
+
+    Args:
+        grid: (n,) strictly increasing step fractions.
+        values: (n,) f at those fractions; non-finite entries are ignored.
+
+    Returns:
+        (a_star, floor_loss) as floats; (nan, nan) if no value is finite.
+    """
+    a, f = _as_f64(grid), _as_f64(values)
+    _check_grid(a, f, "refine_floor")
+    ok = torch.isfinite(f)
+    a, f = a[ok], f[ok]
+    if f.numel() == 0:
+        return _NAN, _NAN
+    i = int(torch.argmin(f))
+    if i == 0 or i == f.numel() - 1:
+        return float(a[i]), float(f[i])
+    x0, x1, x2 = (float(v) for v in a[i - 1 : i + 2])
+    y0, y1, y2 = (float(v) for v in f[i - 1 : i + 2])
+    d1 = (y1 - y0) / (x1 - x0)
+    c = ((y2 - y1) / (x2 - x1) - d1) / (x2 - x0)
+    if not c > 0:
+        return x1, y1
+    x = min(max(0.5 * (x0 + x1) - d1 / (2.0 * c), x0), x2)
+    return x, min(y0 + d1 * (x - x0) + c * (x - x0) * (x - x1), y1)
+
+
+def _second_differences(a: Tensor, f: Tensor) -> Tensor:
+    """D_i = 2 (chord_i - f_i), the chord joining the neighbours evaluated at a_i.
+
+    On a uniform grid D_i = f_{i-1} - 2 f_i + f_{i+1} exactly; on any grid D_i < 0 means
+    f_i lies |D_i| / 2 above the chord, so D_i >= -eps is "convex within the noise".
+    """
+    w = (a[2:] - a[1:-1]) / (a[2:] - a[:-2])  # weight of the left neighbour
+    chord = w * f[:-2] + (1.0 - w) * f[2:]
+    return 2.0 * (chord - f[1:-1])
+
+
+def _quadratic_fit(a: Tensor, f: Tensor) -> tuple[float, float]:
+    """Least-squares q(a) = p0 + p1 a + p2 a^2; returns (R^2, q'' = 2 p2).
+
+    R^2 = 1 - SS_res / SS_tot; a constant curve (SS_tot = 0) is fitted exactly: R^2 = 1.
+    """
+    if f.numel() < 3:
+        return _NAN, _NAN
+    # Centre and scale a for conditioning; the curvature is mapped back exactly.
+    mid, half = 0.5 * (a.max() + a.min()), 0.5 * (a.max() - a.min())
+    s = (a - mid) / half
+    X = torch.stack([torch.ones_like(s), s, s * s], dim=1)
+    p = torch.linalg.lstsq(X, f.unsqueeze(1), driver="gelsd").solution.squeeze(1)
+    res = f - X @ p
+    ss_res = float(res @ res)
+    dev = f - f.mean()
+    ss_tot = float(dev @ dev)
+    r2 = 1.0 if ss_tot == 0.0 else 1.0 - ss_res / ss_tot
+    return r2, float(2.0 * p[2] / half**2)
+
+
+def _flag(cond: bool, *deps: float) -> float:
+    return _NAN if any(math.isnan(d) for d in deps) else float(cond)
+
+
+def curve_summary(grid: Tensor, values: Tensor, eps: float) -> dict[str, float]:
+    """Every per-step quantity of a sampled line curve f(a), as a dict of floats.
+
+    With f0 = f(0), f1 = f(1) and the refined floor (a*, F) of `refine_floor`:
+
+        floor_a, floor_loss  a*, F
+        height               f0 - F        (the iterate's height above its own floor)
+        height_end           f1 - F
+        rel_height           (f0 - F) / f0 (NaN if f0 = 0)
+        interior             1.0 if 0 < a* < 1 and min(f0, f1) - F > eps else 0.0
+        convex               1.0 if every D_i >= -eps, or quad_r2 >= 0.95 and quad_curv > 0;
+                             D_i = 2 (chord of neighbours at a_i - f_i), which on a uniform
+                             grid is the second difference f_{i-1} - 2 f_i + f_{i+1}
+        quad_r2, quad_curv   R^2 and second derivative q'' of the least-squares parabola
+                             through all samples
+        alpha                1 / a* - 1 (Cockpit step quality: 0 landed on the floor,
+                             > 0 overshot it, < 0 stopped short); NaN when a* <= 0
+        step_barrier         max_{a_i in [0,1]} f(a_i) - max(f0, f1)   (>= 0)
+        step_barrier_a       the a_i where that maximum lies (an end if it is 0)
+        crossing             1.0 if step_barrier > eps (an interior maximum above both ends)
+
+    Non-finite samples are missing: the floor ignores them, every other key that depends
+    on one is NaN (flags included), and a NaN `eps` makes the flags NaN.
+
+    Args:
+        grid: (n,) strictly increasing step fractions, containing 0 and 1 exactly.
+        values: (n,) loss f at those fractions (any float dtype).
+        eps: noise level in loss units (>= 0), e.g. 2 * `paired_noise`.
+
+    Returns: dict with exactly the keys `CURVE_KEYS`.
+    """
+    a, f = _as_f64(grid), _as_f64(values)
+    _check_grid(a, f, "curve_summary")
+    eps = float(eps)
+    if eps < 0:
+        raise ValueError(f"curve_summary: expected eps >= 0, got {eps}")
+    i0, i1 = (a == 0).nonzero(), (a == 1).nonzero()
+    if i0.numel() != 1 or i1.numel() != 1:
+        raise ValueError("curve_summary: expected a grid containing 0.0 and 1.0 exactly")
+    f = torch.where(torch.isfinite(f), f, torch.full_like(f, _NAN))
+    all_ok = bool(torch.isfinite(f).all())
+    f0, f1 = float(f[i0]), float(f[i1])
+
+    a_star, F = refine_floor(a, f)
+    height, height_end = f0 - F, f1 - F
+    rel_height = height / f0 if f0 != 0 else _NAN
+    interior = _flag(0.0 < a_star < 1.0 and min(f0, f1) - F > eps, a_star, f0, f1, F, eps)
+    alpha = 1.0 / a_star - 1.0 if a_star > 0 else _NAN
+
+    if all_ok:
+        r2, curv = _quadratic_fit(a, f)
+        d = _second_differences(a, f)
+        convex = _flag(bool((d >= -eps).all()) or (r2 >= 0.95 and curv > 0), eps)
+    else:
+        r2 = curv = convex = _NAN
+
+    step = (a >= 0) & (a <= 1)
+    fs, as_ = f[step], a[step]
+    if bool(torch.isfinite(fs).all()):
+        j = int(torch.argmax(fs))
+        barrier, barrier_a = float(fs[j]) - max(f0, f1), float(as_[j])
+    else:
+        barrier = barrier_a = _NAN
+    crossing = _flag(barrier > eps, barrier, eps)
+
+    return {
+        "floor_a": a_star,
+        "floor_loss": F,
+        "height": height,
+        "height_end": height_end,
+        "rel_height": rel_height,
+        "interior": interior,
+        "convex": convex,
+        "quad_r2": r2,
+        "quad_curv": curv,
+        "alpha": alpha,
+        "step_barrier": barrier,
+        "step_barrier_a": barrier_a,
+        "crossing": crossing,
+    }
+
+
+def paired_noise(per_example_a: Tensor, per_example_b: Tensor) -> float:
+    """Standard error of a loss difference measured on the same n examples.
+
+    With d_j = l_a(x_j) - l_b(x_j) the paired per-example differences,
+        SE = std(d, ddof=1) / sqrt(n),
+    floored at the round-off of the two means, 8 * eps_mach * max(mean|l_a|, mean|l_b|),
+    eps_mach of the inputs' (promoted) dtype, float64 at best (2.2e-16). The noise
+    threshold of `curve_summary` is typically eps = 2 * SE, with l_a, l_b the per-example
+    losses at two points of the line (e.g. a = 0 and a = 1).
+
+    Args:
+        per_example_a, per_example_b: (n,) per-example losses on the same examples.
+
+    Returns: SE as a float; NaN if n < 2 or any loss is non-finite.
+    """
+    la, lb = torch.as_tensor(per_example_a), torch.as_tensor(per_example_b)
+    if la.shape != lb.shape or la.dim() != 1:
+        raise ValueError(
+            "paired_noise: expected two 1-D tensors of the same length, "
+            f"got {tuple(la.shape)} and {tuple(lb.shape)}"
+        )
+    dtype = torch.promote_types(la.dtype, lb.dtype)
+    mach = torch.finfo(dtype if dtype.is_floating_point else torch.float64).eps
+    la, lb = _as_f64(la), _as_f64(lb)
+    n = la.numel()
+    if n < 2 or not bool(torch.isfinite(la).all() and torch.isfinite(lb).all()):
+        return _NAN
+    se = float((la - lb).std(correction=1)) / math.sqrt(n)
+    scale = max(float(la.abs().mean()), float(lb.abs().mean()))
+    return max(se, 8.0 * mach * scale)

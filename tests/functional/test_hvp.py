@@ -1,0 +1,81 @@
+"""Hessian-vector products against the full autograd Hessian (float64, tolerance 1e-10
+relative to ||H v||), and curvature along a step against the quadratic's closed form."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sgdwalk.functional import directional_curvature, grad_and_hvp, hvp, predicted_floor
+
+# torch.func.jvp loads torch's own jit-scripted decompositions on first use
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script`:DeprecationWarning")
+
+METHODS = ["reverse", "forward"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_hvp_matches_the_full_hessian_of_a_tanh_mlp(tiny_mlp, method):
+    H = torch.autograd.functional.hessian(tiny_mlp.loss, tiny_mlp.theta)
+    assert H.shape == (tiny_mlp.P, tiny_mlp.P)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        v = torch.randn(tiny_mlp.P, generator=gen, dtype=torch.float64)
+        g, hv = grad_and_hvp(tiny_mlp.loss, tiny_mlp.theta, v, method=method)
+        exact = H @ v
+        assert torch.linalg.vector_norm(hv - exact) <= 1e-10 * torch.linalg.vector_norm(exact)
+        x = tiny_mlp.theta.clone().requires_grad_(True)
+        (g_exact,) = torch.autograd.grad(tiny_mlp.loss(x), x)
+        assert torch.allclose(g, g_exact, rtol=1e-12, atol=1e-14)
+        assert not hv.requires_grad and not g.requires_grad
+    assert not tiny_mlp.theta.requires_grad  # the point is left as it was
+
+
+def test_both_methods_agree_and_accept_float32(tiny_mlp):
+    v = torch.linspace(-1, 1, tiny_mlp.P, dtype=torch.float64)
+    a = hvp(tiny_mlp.loss, tiny_mlp.theta, v, method="reverse")
+    b = hvp(tiny_mlp.loss, tiny_mlp.theta, v, method="forward")
+    assert torch.allclose(a, b, rtol=1e-12, atol=1e-14)
+    h32 = hvp(lambda t: tiny_mlp.loss(t.double()), tiny_mlp.theta.float(), v.float())
+    assert h32.dtype == torch.float32
+    assert torch.allclose(h32.double(), a, rtol=1e-4, atol=1e-5)
+
+
+def test_hvp_validates_its_arguments(tiny_mlp):
+    with pytest.raises(ValueError, match="method"):
+        hvp(tiny_mlp.loss, tiny_mlp.theta, tiny_mlp.theta, method="finite-difference")
+    with pytest.raises(ValueError, match="same shape"):
+        hvp(tiny_mlp.loss, tiny_mlp.theta, tiny_mlp.theta[:-1])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_curvature_along_a_gd_step_on_a_quadratic(quadratic, method):
+    theta = quadratic.c + 1.0
+    g = quadratic.grad(theta)
+    lr = 0.05
+    u = -lr * g
+    kappa, uhu = directional_curvature(quadratic.loss, theta, u, method=method)
+    exact = quadratic.line(theta, u)
+    assert uhu == pytest.approx(exact["uAu"], rel=1e-12)
+    assert kappa == pytest.approx(exact["curv_along"], rel=1e-12)
+    # for GD the floor is at 1 / (lr kappa), and the quadratic model predicts it exactly
+    a_star = predicted_floor(float(g @ u), uhu)
+    assert a_star == pytest.approx(1.0 / (lr * kappa), rel=1e-12)
+    assert a_star == pytest.approx(exact["floor_a"], rel=1e-12)
+
+
+def test_curvature_along_eigenvectors_of_an_indefinite_quadratic(indefinite_quadratic):
+    q = indefinite_quadratic
+    for i in range(q.lams.numel()):
+        kappa, _ = directional_curvature(q.loss, q.c, 2.0 * q.Q[:, i])
+        assert kappa == pytest.approx(float(q.lams[i]), rel=1e-12)
+    assert math.isnan(directional_curvature(q.loss, q.c, torch.zeros_like(q.c))[0])
+
+
+def test_predicted_floor_needs_positive_curvature():
+    assert predicted_floor(-2.0, 4.0) == 0.5
+    assert math.isnan(predicted_floor(-2.0, 0.0))
+    assert math.isnan(predicted_floor(-2.0, -1.0))
+    assert math.isnan(predicted_floor(math.nan, 1.0))
