@@ -1,0 +1,70 @@
+"""Run folders and the embedded metric store: the only code in sgdwalk that touches disk.
+
+A run folder::
+
+    RUN_DIR/
+      config.toml      the resolved config (TOML text from the caller), written once, atomically
+      meta.json        provenance dict (versions, seed, device, git revision, started/ended,
+                       status, ...), rewritten atomically by update_meta
+      metrics.sqlite   the metric store below (SQLite, WAL journal, synchronous=NORMAL)
+      checkpoints/     step-00000100.pt: torch.save'd dicts, atomic, newest `keep` kept
+      .lock            writer lock (fcntl.flock) holding the writer's pid
+
+metrics.sqlite:
+
+| table   | column  | type                  | meaning                                         |
+|---------|---------|-----------------------|-------------------------------------------------|
+| scalars | step    | INTEGER NOT NULL, key | optimizer step the value belongs to (>= 0)      |
+| scalars | name    | TEXT NOT NULL, key    | metric name                                     |
+| scalars | value   | REAL                  | the value; NULL = missing (None or NaN logged)  |
+| vectors | step    | INTEGER NOT NULL, key | optimizer step                                  |
+| vectors | name    | TEXT NOT NULL, key    | metric name (e.g. a line curve on a grid)       |
+| vectors | dtype   | TEXT NOT NULL         | "float32" or "float64"                          |
+| vectors | length  | INTEGER NOT NULL      | number of elements                              |
+| vectors | value   | BLOB NOT NULL         | little-endian elements; NaN allowed inside      |
+| info    | key     | TEXT PRIMARY KEY      | schema_version (1), last_checkpoint_step        |
+| info    | value   | TEXT                  | its value                                       |
+
+scalars and vectors are `WITHOUT ROWID` tables keyed by (step, name): rows are written with
+`INSERT OR REPLACE`, so logging a (step, name) again (after resuming from a checkpoint)
+replaces the row and never duplicates it.
+
+Values: bool -> 0.0/1.0; ints -> REAL (exact below 2**53); None and NaN -> NULL (missing);
++inf and -inf are stored as IEEE infinities, so a diverged loss stays distinguishable
+from a missing one. 1-D arrays, tensors, lists go to `vectors`: float32 and float64 are
+stored bit-exactly; float16, bfloat16, bool and 8/16-bit ints as float32; wider ints as float64.
+
+Reading: `RunStore.scalars()` is a wide float64 table (index "step", a column per name;
+NaN = missing) or a long one (step, name, value); `RunStore.vectors(name)` is a table with
+index "step" and columns v0..v{K-1} (float32 when every row was float32). Readers open the
+file with `mode=ro` and see a consistent committed prefix while a writer is running.
+
+Reliability (each fault is a StoreError with one line; committed rows are never damaged):
+
+| fault                          | what happens                                                |
+|--------------------------------|-------------------------------------------------------------|
+| folder not writable            | "expected a writable folder to ..., got: Permission denied" |
+| disk full on flush             | "... got: the disk is full"; the batch rolls back, earlier  |
+|                                | rows stay intact, the batch stays buffered for a retry      |
+| disk full on a checkpoint      | temporary file removed, earlier checkpoints intact          |
+| metrics.sqlite is not a store  | "expected an sqlite metric store, got ..." on open          |
+| a second writer                | "run <path> is being written by another process (pid N)"    |
+| newest checkpoint won't load   | refused, nothing in it executed (weights_only=True); no     |
+|                                | silent fall-back: the message names the previous checkpoint |
+| reader during a write          | a consistent committed prefix; the writer is never blocked  |
+| finished run, read-only folder | read as an immutable database                               |
+"""
+
+from sgdwalk.store.metrics import SCHEMA_VERSION
+from sgdwalk.store.run import RunStore
+from sgdwalk.store.tables import export_run, find_runs, read_run, read_runs, run_info
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "RunStore",
+    "export_run",
+    "find_runs",
+    "read_run",
+    "read_runs",
+    "run_info",
+]

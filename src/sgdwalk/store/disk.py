@@ -1,0 +1,150 @@
+"""Files of a run folder: atomic writes, the writer lock, and OS errors turned into StoreErrors.
+
+Every write of a whole file goes to a temporary sibling first, is fsynced, then renamed over
+the target with `os.replace` and the folder is fsynced: a reader or a crash sees the old file
+or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from sgdwalk.errors import StoreError
+
+LOCK_NAME = ".lock"
+TMP_MARK = ".tmp-"
+
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
+_READ_ONLY = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def fault(exc: BaseException, where: Path | str, doing: str) -> StoreError:
+    """A one-line StoreError for an OSError or sqlite3.Error raised while `doing` in `where`."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, OSError):
+        detail = exc.strerror or str(exc) or type(exc).__name__
+        if exc.errno in _FULL:
+            got = f"the disk is full ({detail})"
+            return StoreError(f"{where}: expected free disk space to {doing}, got: {got}")
+        if exc.errno in _READ_ONLY:
+            got = f"{detail} ({exc.filename})" if exc.filename else detail
+            return StoreError(f"{where}: expected a writable folder to {doing}, got: {got}")
+        return StoreError(f"{where}: expected to {doing}, got {type(exc).__name__}: {detail}")
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
+        if code.startswith("SQLITE_FULL"):
+            got = f"the disk is full ({exc})"
+            return StoreError(f"{where}: expected free disk space to {doing}, got: {got}")
+        if code.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")):
+            got = f"{exc} ({code})"
+            return StoreError(f"{where}: expected a writable metric store to {doing}, got: {got}")
+        if code.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+            got = f"a damaged file ({exc})"
+            return StoreError(f"{where}: expected an sqlite metric store, got {got}")
+        return StoreError(f"{where}: expected to {doing}, got sqlite error {code}: {exc}")
+    return StoreError(f"{where}: expected to {doing}, got {type(exc).__name__}: {exc}")
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside `folder` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], None], where: Path | str) -> None:
+    """Write `path` through `write(file)` into a temporary sibling, fsync, rename over `path`."""
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(exc, (OSError, sqlite3.Error)):
+            raise fault(exc, where, f"write {path.name}") from None
+        raise
+    fsync_dir(path.parent)
+
+
+def write_text_atomic(path: Path, text: str, where: Path | str) -> None:
+    data = text.encode("utf-8")
+    write_atomic(path, lambda f: f.write(data), where)
+
+
+def remove_stale_tmp(folder: Path) -> None:
+    """Delete temporary files a crashed writer left behind (only call while holding the lock)."""
+    for p in folder.glob(f".*{TMP_MARK}*"):
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+class WriterLock:
+    """An exclusive `fcntl.flock` on RUN_DIR/.lock, holding the writer's pid.
+
+    flock locks belong to an open file description, so a second open of the same run in the
+    same process is refused too. The kernel drops the lock when the process dies, so a crashed
+    writer never leaves a run locked.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / LOCK_NAME
+        self._fd: int | None = None
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise fault(exc, f"run {run_dir}", "take the writer lock") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_pid(fd)
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise StoreError(
+                    f"run {run_dir} is being written by another process (pid {holder})"
+                ) from None
+            raise fault(exc, f"run {run_dir}", "take the writer lock") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # the pid is only for the message of a refused writer
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+
+def _read_pid(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        text = ""
+    return text if text.isdigit() else "unknown"

@@ -1,0 +1,334 @@
+"""RunStore: one run folder, opened to write (one process at a time) or to read (any number)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from sgdwalk.errors import StoreError
+from sgdwalk.store import checkpoints
+from sgdwalk.store.disk import LOCK_NAME, WriterLock, fault, write_text_atomic
+from sgdwalk.store.metrics import MetricDb
+from sgdwalk.store.values import MetricBuffer, check_step
+
+CONFIG = "config.toml"
+META = "meta.json"
+METRICS = "metrics.sqlite"
+CHECKPOINTS = "checkpoints"
+
+
+class RunStore:
+    """A run folder: config.toml, meta.json, metrics.sqlite, checkpoints/ and the writer .lock.
+
+    Make one with `RunStore.create` (writer) or `RunStore.open` (reader; writer with
+    write=True). A writer holds an exclusive lock on RUN_DIR/.lock until `close`; readers take
+    no lock and see the metric rows committed so far. Use it as a context manager. One
+    RunStore is meant for one thread at a time.
+    """
+
+    def __init__(self, path: Path, db: MetricDb, lock: WriterLock | None):
+        self.path = path
+        self._db = db
+        self._lock = lock
+        self._buffer = None
+        if lock is not None:
+            kinds: dict[str, str] = {}
+            for kind, table in (("scalar", "scalars"), ("vector", "vectors")):
+                for (name,) in db.query(f"SELECT DISTINCT name FROM {table}"):
+                    kinds[name] = kind
+            self._buffer = MetricBuffer(f"run {path}", kinds)
+
+    # ---- opening
+
+    @classmethod
+    def create(cls, path, config_text: str, meta: dict, exist_ok: bool = False) -> RunStore:
+        """Make a run folder and open it for writing.
+
+        path: the run folder; created with its parents. An existing non-empty folder is refused
+        unless exist_ok, which reopens it to continue (resume): its config.toml must then hold
+        exactly `config_text`, and `meta` is merged into the existing meta.json.
+        config_text: the resolved config as TOML text, written once.
+        meta: JSON-serialisable provenance (versions, seed, device, git revision, status...).
+        """
+        path = Path(path)
+        where = f"run {path}"
+        if not isinstance(config_text, str):
+            got = type(config_text).__name__
+            raise StoreError(f"{where}: expected config_text as str, got {got}")
+        if not isinstance(meta, dict):
+            raise StoreError(f"{where}: expected meta as a dict, got {type(meta).__name__}")
+        meta_text = _meta_json(meta, where)
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"{where}: expected a folder for the run, got an existing file")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise fault(exc, where, "create the run folder") from None
+        lock = WriterLock(path)
+        try:
+            existing = sorted(p.name for p in path.iterdir() if p.name != LOCK_NAME)
+            if existing and not exist_ok:
+                raise StoreError(
+                    f"{where}: expected a new or empty folder, got one holding "
+                    f"{', '.join(existing[:4])}{' ...' if len(existing) > 4 else ''} "
+                    "(pass exist_ok=True to continue that run)"
+                )
+            config_file = path / CONFIG
+            if config_file.exists():
+                old = _read_text(config_file, where)
+                if old != config_text:
+                    raise StoreError(
+                        f"{where}: expected the config of the existing run, got a different "
+                        "config_text (a run's config is written once)"
+                    )
+            else:
+                write_text_atomic(config_file, config_text, where)
+            if (path / META).exists():
+                merged = {**_read_meta(path / META, where), **meta}
+                meta_text = _meta_json(merged, where)
+            write_text_atomic(path / META, meta_text, where)
+            db = MetricDb(path / METRICS, write=True, create=True)
+            try:
+                (path / CHECKPOINTS).mkdir(exist_ok=True)
+            except OSError as exc:
+                db.close()
+                raise fault(exc, where, "create the checkpoints folder") from None
+        except BaseException:
+            lock.release()
+            raise
+        return cls(path, db, lock)
+
+    @classmethod
+    def open(cls, path, write: bool = False) -> RunStore:
+        """Open an existing run: to read (no lock, never blocks the writer) or, with write=True,
+        to continue writing it (takes the writer lock or raises StoreError)."""
+        path = Path(path)
+        where = f"run {path}"
+        if not (path / CONFIG).is_file() or not (path / METRICS).is_file():
+            raise StoreError(
+                f"{where}: expected a run folder with {CONFIG} and {METRICS}, got "
+                f"{_describe_folder(path)}"
+            )
+        lock = WriterLock(path) if write else None
+        try:
+            db = MetricDb(path / METRICS, write=write)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        try:
+            return cls(path, db, lock)
+        except BaseException:
+            db.close()
+            if lock is not None:
+                lock.release()
+            raise
+
+    def close(self) -> None:
+        """Commit buffered rows and release the writer lock (the lock is released even when
+        the commit fails, e.g. on a full disk; the error is raised after)."""
+        try:
+            if self._buffer is not None and self._db is not None:
+                self.flush()
+        finally:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "write" if self._lock is not None else "read"
+        return f"RunStore({str(self.path)!r}, {mode})"
+
+    # ---- config and meta
+
+    def config_text(self) -> str:
+        """The resolved config as saved, TOML text."""
+        return _read_text(self.path / CONFIG, f"run {self.path}")
+
+    def meta(self) -> dict:
+        """meta.json as a dict (read from disk each call, so readers see the writer's updates)."""
+        return _read_meta(self.path / META, f"run {self.path}")
+
+    def update_meta(self, **fields) -> dict:
+        """Merge `fields` into meta.json, rewrite it atomically, and return the new dict."""
+        self._writer("update meta.json")
+        where = f"run {self.path}"
+        text = _meta_json({**self.meta(), **fields}, where)
+        write_text_atomic(self.path / META, text, where)
+        return json.loads(text)
+
+    # ---- metrics
+
+    def log(self, step: int, values: dict) -> None:
+        """Buffer one step's values; nothing touches disk until `flush`.
+
+        values: name -> a scalar (Python, NumPy or 0-d torch; bool -> 0/1; None and NaN ->
+        missing; +-inf kept) or a 1-D array/tensor/list (the vectors table). A name keeps
+        the kind it was first logged with; "step", "run_id", "run_dir" and "status" are reserved.
+        Values are copied now, so changing a tensor afterwards does not change the row.
+        """
+        self._writer("log metrics")
+        self._buffer.add(step, values)
+
+    def flush(self) -> None:
+        """Commit the buffered rows in one transaction (INSERT OR REPLACE on (step, name)).
+
+        On failure (e.g. a full disk) nothing of the batch is written, earlier rows stay intact,
+        the rows stay buffered for a later flush, and a StoreError is raised.
+        """
+        self._writer("flush metrics")
+        buf = self._buffer
+        if len(buf):
+            self._db.write(buf.scalars, buf.vectors)
+            buf.clear()
+
+    def discard(self) -> None:
+        """Drop the rows logged since the last flush: exactly what a kill would lose."""
+        self._writer("discard rows")
+        self._buffer.clear()
+
+    # ---- checkpoints
+
+    def save_checkpoint(self, step: int, state: dict, keep: int = 2) -> Path:
+        """Commit buffered rows durably, then write checkpoints/step-<step>.pt atomically and keep
+        only the newest `keep` checkpoints. Rows on disk never lag behind a checkpoint.
+
+        state: a dict of tensors, numbers, strings, bytes and dict/list/tuple/set of them
+        (what torch.load(weights_only=True) reads back); anything else is refused here.
+        """
+        self._writer("save a checkpoint")
+        where = f"run {self.path}"
+        step = check_step(step, where)
+        checkpoints.check_args(state, keep, where)
+        buf = self._buffer
+        self._db.write(buf.scalars, buf.vectors, info={"last_checkpoint_step": step}, durable=True)
+        buf.clear()
+        return checkpoints.save(self.path / CHECKPOINTS, step, state, keep, where)
+
+    def latest_checkpoint(self, map_location="cpu") -> tuple[int, dict] | None:
+        """(step, state) of the newest checkpoint, loaded with torch.load(weights_only=True)
+        onto `map_location`; None when the run has none.
+
+        A newest checkpoint that fails to load raises StoreError naming the file (and the
+        previous checkpoint, used once the bad file is deleted); nothing in it is executed.
+        """
+        return checkpoints.load_latest(self.path / CHECKPOINTS, f"run {self.path}", map_location)
+
+    # ---- reading
+
+    def scalars(self, names: list[str] | None = None, wide: bool = True) -> pd.DataFrame:
+        """Committed scalar rows. wide: index "step" (int64), one float64 column per name
+        (sorted, or in the order of `names`; a requested name never logged is all NaN);
+        missing values are NaN. long (wide=False): columns step, name, value, sorted by step."""
+        return self._reader().scalars(names, wide)
+
+    def vectors(self, name: str) -> pd.DataFrame:
+        """Committed rows of one vector metric: index "step", columns v0..v{K-1}. Exact
+        float32 when every row was stored as float32, else float64; rows shorter than the
+        longest are NaN-padded. A name never logged gives an empty frame."""
+        return self._reader().vectors(name)
+
+    def names(self) -> dict[str, list[str]]:
+        """{"scalars": [...], "vectors": [...]}: committed metric names, sorted."""
+        return self._reader().names()
+
+    # ---- helpers
+
+    def _writer(self, doing: str) -> None:
+        if self._db is None:
+            raise StoreError(
+                f"run {self.path}: expected an open store to {doing}, got a closed one"
+            )
+        if self._lock is None:
+            raise StoreError(
+                f"run {self.path}: expected a store opened with write=True to {doing}, "
+                "got a read-only one"
+            )
+
+    def _reader(self) -> MetricDb:
+        if self._db is None:
+            raise StoreError(f"run {self.path}: expected an open store to read, got a closed one")
+        return self._db
+
+
+def _read_text(file: Path, where: str) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise fault(exc, where, f"read {file.name}") from None
+    except UnicodeDecodeError:
+        got = "undecodable bytes"
+        raise StoreError(f"{where}: {file.name}: expected UTF-8 text, got {got}") from None
+
+
+def _read_meta(file: Path, where: str) -> dict:
+    text = _read_text(file, where)
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
+        got = f"invalid JSON ({exc})"
+        raise StoreError(f"{where}: {file.name}: expected a JSON object, got {got}") from None
+    if not isinstance(meta, dict):
+        raise StoreError(f"{where}: {file.name}: expected a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def _meta_json(meta: dict, where: str) -> str:
+    try:
+        return json.dumps(_plain(meta, where, "meta"), indent=2, sort_keys=True) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"{where}: expected JSON-serialisable meta, got {exc}") from None
+
+
+def _plain(value, where: str, path: str):
+    """JSON-ready copy: NumPy/torch scalars -> Python, Paths -> str, non-finite floats -> None
+    (strict JSON has no NaN, so meta.json stays readable by any JSON tool)."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                got = f"{type(k).__name__} {k!r}"
+                raise StoreError(f"{where}: {path}: expected str keys, got {got}")
+            out[k] = _plain(v, where, f"{path}.{k}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, where, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, (str, bool, int)) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", None) == 0:
+        return _plain(item(), where, path)
+    raise StoreError(
+        f"{where}: {path}: expected JSON values (str, number, bool, None, list, dict), got "
+        f"{type(value).__module__}.{type(value).__qualname__}"
+    )
+
+
+def _describe_folder(path: Path) -> str:
+    if not path.exists():
+        return "no such folder"
+    if not path.is_dir():
+        return "a file"
+    try:
+        names = sorted(p.name for p in path.iterdir())
+    except OSError as exc:
+        return f"an unreadable folder ({exc.strerror})"
+    if not names:
+        return "an empty folder"
+    return "a folder holding " + ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
