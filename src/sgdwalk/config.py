@@ -335,6 +335,13 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
+def preset_summary(name: str) -> str:
+    """The description line of a shipped preset (its second comment line)."""
+    text = (resources.files("sgdwalk") / "configs" / f"{name}.toml").read_text()
+    comments = [line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")]
+    return comments[1] if len(comments) > 1 else ""
+
+
 def read_toml(source: str) -> dict:
     """The dict of a preset name or a TOML file path."""
     path = Path(source)

@@ -1,0 +1,122 @@
+"""Command line: parse, build a config, call the library, print where the output went.
+
+Every expected failure (bad config, missing data, unreadable store) is one line on stderr
+and exit status 2; Ctrl-C checkpoints the run and exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sgdwalk.errors import SgdwalkError
+
+EPILOG = """examples:
+  sgdwalk train default                      the default preset on the embedded digits
+  sgdwalk train default --set optim.lr=0.05 --set walk.preset=line
+  sgdwalk train my_config.toml --out runs/
+  sgdwalk resume runs/default-1a2b3c4d5e6f
+  sgdwalk presets                            list the shipped presets
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, as for every other bad input
+        self.exit(2, f"sgdwalk: error: {message} (see sgdwalk --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="sgdwalk",
+        description="Watch SGD walk through a network's loss landscape: train with probes "
+        "that measure the geometry of every step, and store it per step.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train one run with probes",
+                       description="Train one run. CONFIG is a preset name (see `sgdwalk "
+                       "presets`) or a TOML file. The run goes to OUT/<name>-<id>, where id "
+                       "is derived from the resolved config; starting the same config again "
+                       "continues it.")
+    p.add_argument("config", metavar="CONFIG", help="preset name or path to a .toml file")
+    _add_overrides(p)
+    p.add_argument("--out", default="runs", help="parent folder of run directories "
+                   "(default: runs)")
+    _add_progress(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("resume", help="continue a stopped run from its newest checkpoint",
+                       description="Continue a stopped or killed run exactly where its newest "
+                       "checkpoint left it; rows logged after that checkpoint are recomputed "
+                       "with equal values.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    _add_progress(p)
+    p.set_defaults(func=_cmd_resume)
+
+    p = sub.add_parser("presets", help="list the shipped presets")
+    p.set_defaults(func=_cmd_presets)
+    return parser
+
+
+def _add_overrides(p):
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a config value, e.g. optim.lr=0.05 "
+                   "or model.widths=64,32 (repeatable)")
+
+
+def _add_progress(p):
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress bar")
+
+
+def _cmd_train(args) -> int:
+    from sgdwalk.config import load_config
+    from sgdwalk.train import train
+
+    config = load_config(args.config, args.overrides)
+    return _report(train(config, args.out, progress=args.progress))
+
+
+def _cmd_resume(args) -> int:
+    from sgdwalk.train import resume
+
+    return _report(resume(args.run_dir, progress=args.progress))
+
+
+def _cmd_presets(args) -> int:
+    from sgdwalk.config import preset_names, preset_summary
+
+    for name in preset_names():
+        print(f"{name:14s} {preset_summary(name)}")
+    return 0
+
+
+def _report(result) -> int:
+    final = ", ".join(f"{k}={v:.4g}" for k, v in result.final.items() if isinstance(v, float))
+    print(f"{result.status}: {result.steps} steps; {final}" if final else
+          f"{result.status}: {result.steps} steps")
+    print(f"run directory: {result.run_dir}")
+    if result.status == "stopped":
+        print(f"resume with: sgdwalk resume {result.run_dir}")
+        return 130
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SgdwalkError as exc:
+        print(f"sgdwalk: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sgdwalk: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""`Walk`: run probes around any optimizer step, in the trainers or in a user's own loop.
+
+    walk = Walk(model, probes="line", probe_set=(x_probe, y_probe))
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        walk.before_step(loss, (x, y))   # snapshots theta_t and g_t
+        optimizer.step()
+        walk.after_step(optimizer)       # u_t = theta_{t+1} - theta_t; probes run here
+    walk.table()                         # one row per step, or see the run store
+
+or, in one line per step: `loss = walk.step(optimizer, x, y)`.
+
+The walk only copies parameters into its own buffers and evaluates moved parameters on
+scratch copies, so the trajectory is bit-identical with and without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from sgdwalk.functional.flat import ParamLayout, grads_of, params_of
+from sgdwalk.probes.base import Probe, StepContext
+from sgdwalk.probes.evaluator import LossEvaluator, per_example_cross_entropy
+
+
+class Walk:
+    """Measure every step of an optimisation with a list of probes.
+
+    Args:
+        model: the module being trained.
+        probes: a preset name (see `sgdwalk.probes.presets`), a WalkConfig, or probes.
+        loss_fn: (output, target) -> per-example losses or their mean; cross-entropy
+            by default. Used by probes that evaluate moved parameters.
+        probe_set: (x, y) tensors of the fixed probe set, or a sequence of (x, y) chunks.
+        heldout: the same for held-out data (line source "heldout").
+        probe_batch: chunk size for a probe set given as one pair of tensors.
+        bn_policy: BatchNorm policy while probing: "batch" | "recalibrate" | "eval".
+        sink: callable(step, values) receiving each step's values (a RunStore's `log`);
+            without one, values are kept in memory and returned by `table()`.
+        steps_per_epoch: for epoch-window schedules and the `epoch` field of contexts.
+        seed: seed of the generator reserved for probes.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        probes="cheap",
+        loss_fn: Callable | None = None,
+        probe_set=None,
+        heldout=None,
+        probe_batch: int = 256,
+        bn_policy: str = "batch",
+        sink: Callable[[int, dict], None] | None = None,
+        steps_per_epoch: int = 1,
+        seed: int = 0,
+    ):
+        from sgdwalk.probes.presets import build_probes
+
+        self.model = model
+        self.layout = ParamLayout.of(model)
+        self.steps_per_epoch = steps_per_epoch
+        self.probes: list[Probe] = (
+            list(probes)
+            if isinstance(probes, (list, tuple))
+            else build_probes(probes, steps_per_epoch)
+        )
+        sources = {}
+        if probe_set is not None:
+            sources["probe"] = _chunks(probe_set, probe_batch)
+        if heldout is not None:
+            sources["heldout"] = _chunks(heldout, probe_batch)
+        self.evaluator = LossEvaluator(
+            model, self.layout, loss_fn or per_example_cross_entropy, bn_policy, sources
+        )
+        self.sink = sink
+        self.rows: list[tuple[int, dict]] = []
+        self.step_count = 0
+        self.generator = torch.Generator(device=self.evaluator.scratch.device).manual_seed(seed)
+        like = self.evaluator.scratch
+        self._theta, self._theta_next = self.layout.empty(like), self.layout.empty(like)
+        self._grad, self._update = self.layout.empty(like), self.layout.empty(like)
+        self._pending: tuple | None = None
+        self._header_done = False
+
+    # -- the two hooks ---------------------------------------------------------------
+    def wants(self, step: int | None = None) -> bool:
+        """Whether any probe needs this step's context (else the hooks are near free)."""
+        step = self.step_count if step is None else step
+        return any(p.tracks_history or p.schedule(step) for p in self.probes)
+
+    def before_step(self, loss, batch, batch_size: int | None = None) -> None:
+        """Call after backward, before `optimizer.step()`: snapshot theta_t and g_t.
+
+        Args:
+            loss: the mini-batch mean loss at theta_t (tensor or float).
+            batch: (x, y), or a list of (x, y) chunks that together made the gradient.
+        """
+        chunks = _as_chunks(batch)
+        if self.wants():
+            params = params_of(self.model)
+            self.layout.flatten_into(params, self._theta)
+            self.layout.flatten_into(grads_of(self.model), self._grad)
+        n = batch_size if batch_size is not None else sum(len(y) for _, y in chunks)
+        self._pending = (float(loss), chunks, n)
+
+    def after_step(self, optimizer: torch.optim.Optimizer | None = None, lr: float | None = None):
+        """Call after `optimizer.step()`: run the scheduled probes; return their values."""
+        if self._pending is None:
+            raise RuntimeError("Walk.after_step: expected a before_step call first, got none")
+        loss, chunks, n = self._pending
+        self._pending = None
+        if not self._header_done:
+            self._header_done = True
+            header = {k: v for p in self.probes for k, v in p.header().items()}
+            if header:
+                self._emit(-1, header)
+        step = self.step_count
+        self.step_count += 1
+        if not self.wants(step):
+            return {}
+        group = optimizer.param_groups[0] if optimizer is not None else {}
+        self.layout.flatten_into(params_of(self.model), self._theta_next)
+        torch.sub(self._theta_next, self._theta, out=self._update)
+        ctx = StepContext(
+            step=step,
+            epoch=step // self.steps_per_epoch,
+            lr=float(lr if lr is not None else group.get("lr", float("nan"))),
+            weight_decay=float(group.get("weight_decay", 0.0) or 0.0),
+            batch_size=n,
+            loss=loss,
+            theta=self._theta,
+            theta_next=self._theta_next,
+            update=self._update,
+            grad=self._grad,
+            batch=chunks,
+            layout=self.layout,
+            evaluator=self.evaluator,
+            generator=self.generator,
+        )
+        values = self.observe(ctx)
+        if values:
+            self._emit(step, values)
+        return values
+
+    def observe(self, ctx: StepContext) -> dict:
+        """Run the probes scheduled at ctx.step (and the history hooks of all of them)."""
+        values: dict = {}
+        with torch.random.fork_rng(devices=_cuda_devices(ctx.theta)):
+            for probe in self.probes:
+                if probe.schedule(ctx.step):
+                    got = probe.observe(ctx)
+                    ctx.results.update(got)
+                    values.update(got)
+            for probe in self.probes:
+                probe.after(ctx)
+        return values
+
+    def step(self, optimizer, x, y, loss_fn: Callable | None = None) -> torch.Tensor:
+        """One whole training step with the walk around it; returns the batch loss."""
+        optimizer.zero_grad(set_to_none=True)
+        loss = (loss_fn or F.cross_entropy)(self.model(x), y)
+        loss.backward()
+        self.before_step(loss.detach(), (x, y))
+        optimizer.step()
+        self.after_step(optimizer)
+        return loss.detach()
+
+    # -- results and state -----------------------------------------------------------
+    def _emit(self, step: int, values: dict) -> None:
+        if self.sink is not None:
+            self.sink(step, values)
+        else:
+            self.rows.append((step, values))
+
+    def table(self):
+        """In-memory values as a DataFrame (index step); vectors as object columns."""
+        import pandas as pd
+
+        records = [{"step": s, **{k: _plain(v) for k, v in vals.items()}} for s, vals in self.rows]
+        return pd.DataFrame.from_records(records).set_index("step") if records else pd.DataFrame()
+
+    def state_dict(self) -> dict:
+        return {
+            "step_count": self.step_count,
+            "generator": self.generator.get_state(),
+            "probes": {f"{i}:{p.name}": p.state_dict() for i, p in enumerate(self.probes)},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_count = int(state["step_count"])
+        self.generator.set_state(state["generator"])
+        for i, probe in enumerate(self.probes):
+            probe.load_state_dict(state["probes"][f"{i}:{probe.name}"])
+
+
+def _as_chunks(batch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[0], torch.Tensor):
+        return [batch]
+    return list(batch)
+
+
+def _chunks(data, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(x, y) tensors -> fixed chunks of `size`; a sequence of chunks is kept as given."""
+    if hasattr(data, "x") and hasattr(data, "y"):
+        data = (data.x, data.y)
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+        x, y = data
+        return list(zip(x.split(size), y.split(size)))
+    return list(data)
+
+
+def _cuda_devices(t: torch.Tensor) -> Sequence[int]:
+    return [t.device.index or 0] if t.is_cuda else []
+
+
+def _plain(v):
+    return v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v

@@ -1,0 +1,84 @@
+"""Run identity and run metadata: stable ids from configs, versions, status."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+from sgdwalk.config import RunConfig, config_to_toml, replace, to_dict
+
+# Fields that change how a run is shown, not what it computes.
+_COSMETIC = {"train.progress": True}
+
+
+def run_id(config: RunConfig) -> str:
+    """12 hex digits of the SHA-256 of the config (cosmetic fields normalised)."""
+    canonical = replace(config, **_COSMETIC)
+    text = json.dumps(to_dict(canonical), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def run_dir_name(config: RunConfig) -> str:
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.name).strip("-") or "run"
+    return f"{label}-{run_id(config)}"
+
+
+def environment() -> dict:
+    """Versions and machine facts recorded in every run's meta."""
+    import numpy
+    import torch
+
+    import sgdwalk
+
+    return {
+        "sgdwalk": sgdwalk.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "git_revision": git_revision(),
+    }
+
+
+def git_revision() -> str | None:
+    """The commit of the sgdwalk source checkout, if it is one."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def create_run(config: RunConfig, out: str | Path):
+    """Open the run directory for `config` under `out`, creating it if new."""
+    from sgdwalk.store import RunStore
+
+    path = Path(out) / run_dir_name(config)
+    if (path / "config.toml").exists():
+        return RunStore.open(path, write=True)
+    meta = {"run_id": run_id(config), "name": config.name, "seed": config.train.seed,
+            "device": config.train.device, "status": "created", "started": now(),
+            **environment()}
+    return RunStore.create(path, config_to_toml(config), meta, exist_ok=True)
+
+
+def open_run(run_dir: str | Path):
+    from sgdwalk.store import RunStore
+
+    return RunStore.open(run_dir, write=True)
+
+
+def finish_meta(store, status: str, steps: int, final: dict) -> None:
+    store.update_meta(status=status, steps_done=steps, final=final, ended=now())

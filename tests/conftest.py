@@ -1,0 +1,30 @@
+"""Shared fixtures: tiny configs that train in well under a second."""
+
+import pytest
+
+from sgdwalk.config import load_config
+
+
+def tiny_overrides(**extra):
+    base = {
+        "data.name": "digits",
+        "data.probe_size": 64,
+        "data.probe_batch": 32,
+        "model.widths": "[16]",
+        "optim.batch_size": 64,
+        "optim.lr": 0.1,
+        "train.epochs": 2,
+        "train.progress": "false",
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+@pytest.fixture
+def tiny_config():
+    """A factory: tiny_config(**{"optim.lr": 0.05}) -> RunConfig."""
+
+    def make(**extra):
+        return load_config(None, tiny_overrides(**extra))
+
+    return make
