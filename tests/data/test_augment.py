@@ -116,3 +116,17 @@ def test_same_result_on_cuda_with_a_cpu_generator():
     cpu = augment_cifar(x, torch.Generator().manual_seed(9))
     cuda = augment_cifar(x.cuda(), torch.Generator().manual_seed(9))
     assert cuda.device.type == "cuda" and torch.equal(cuda.cpu(), cpu)
+
+
+def test_per_channel_fill_pads_black_in_normalised_units():
+    """With fill = -mean/std the padding is pixel value 0, as torchvision pads before
+    normalising; the image content is unchanged where it is kept."""
+    from sgdwalk.data.cifar import BLACK
+
+    x = torch.randn(64, 3, 32, 32)
+    out = augment_cifar(x, torch.Generator().manual_seed(3), fill=BLACK)
+    border = out[:, :, 0, :]  # top rows: padding wherever the crop offset was > 0
+    for c in range(3):
+        values = border[:, c].flatten()
+        assert torch.isclose(values, torch.tensor(BLACK[c]), atol=1e-6).any()
+    assert out.shape == x.shape

@@ -6,7 +6,10 @@ import torch
 
 
 def augment_cifar(
-    x: torch.Tensor, generator: torch.Generator, padding: int = 4, fill: float = 0.0
+    x: torch.Tensor,
+    generator: torch.Generator,
+    padding: int = 4,
+    fill: float | tuple[float, ...] = 0.0,
 ) -> torch.Tensor:
     """Random crop of the original size from the zero-padded image, then a horizontal flip
     with probability 1/2, each image independently.
@@ -25,7 +28,7 @@ def augment_cifar(
         x: batch of images, shape (B, C, H, W), any float dtype and device.
         generator: source of randomness; its state advances.
         padding: P, pixels of padding on each side (study: 4).
-        fill: value of the padded pixels.
+        fill: value of the padded pixels: one number, or one per channel.
 
     Returns:
         A new tensor of shape (B, C, H, W), dtype and device of x.
@@ -37,7 +40,11 @@ def augment_cifar(
     j = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=generator.device)
     flip = torch.rand(b, generator=generator, device=generator.device) < 0.5
     i, j, flip = i.to(x.device), j.to(x.device), flip.to(x.device)
-    padded = torch.nn.functional.pad(x, (padding, padding, padding, padding), value=fill)
+    if isinstance(fill, (int, float)):
+        padded = torch.nn.functional.pad(x, (padding, padding, padding, padding), value=fill)
+    else:  # per channel: shift so the fill is zero, pad, shift back
+        shift = torch.as_tensor(fill, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        padded = torch.nn.functional.pad(x - shift, (padding,) * 4) + shift
     rows = i[:, None] + torch.arange(h, device=x.device)  # (B, H)
     cols = torch.arange(w, device=x.device).expand(b, w)  # (B, W)
     cols = torch.where(flip[:, None], cols.flip(1), cols) + j[:, None]

@@ -8,11 +8,13 @@ Study split: validation is the last `data.val_size` records of the five training
 order (default 5,000, or a tenth of them when that is smaller, so tiny fixture files split
 too), train the rest (45,000), test the 10,000 of test_batch.bin. Pixels are scaled to
 [0, 1] and normalised per channel with the study's mean and std. `data.augment` attaches
-`augment_cifar` (random crop 32 with zero padding 4, horizontal flip).
+`augment_cifar` (random crop 32 with padding 4, horizontal flip). The padding is black,
+as torchvision pads before normalising: fill = -mean/std per channel.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -38,6 +40,7 @@ CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"  # of ARCHIVE, published with i
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/"
 MEAN = (0.4914, 0.4822, 0.4465)  # per channel, of pixels in [0, 1] (the study's values)
 STD = (0.2023, 0.1994, 0.2010)
+BLACK = tuple(-m / s for m, s in zip(MEAN, STD))  # pixel value 0 after normalisation
 
 
 def read_cifar_binary(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,5 +126,5 @@ def load_cifar10(cfg: DataConfig) -> Dataset:
     train, val = hold_out_tail(x, y, val_size(cfg, y.shape[0]))
     test_x, test_y = read_cifar_binary(folder / TEST_FILE)
     test = Split(normalise(test_x), test_y)
-    augment = augment_cifar if cfg.augment else None
+    augment = functools.partial(augment_cifar, fill=BLACK) if cfg.augment else None
     return assemble(cfg, train, val, test, num_classes=10, augment=augment, source=str(folder))
