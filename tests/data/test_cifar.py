@@ -76,7 +76,7 @@ def test_loads_the_study_split_from_a_folder(formats, tmp_path, layout):
     ds = load_dataset(DataConfig(name="cifar10", root=str(root)))
     assert (len(ds.train), len(ds.val), len(ds.test), len(ds.probe)) == (90, 10, 20, 90)
     assert ds.input_shape == (3, 32, 32) and ds.num_classes == 10
-    assert ds.source == str(batches) and ds.augment is augment_cifar
+    assert ds.source == str(batches) and ds.augment.func is augment_cifar
     x, y = expected(files, [f"data_batch_{i}.bin" for i in range(1, 6)])
     torch.testing.assert_close(ds.train.x, x[:90], atol=1e-5, rtol=0)
     torch.testing.assert_close(ds.val.x, x[90:], atol=1e-5, rtol=0)  # end of data_batch_5
