@@ -3,11 +3,11 @@
 import pytest
 from hypothesis import settings
 
+from sgdwalk.config import load_config
+
 # The machines are noisy: a busy neighbour can make one example 3x slower.
 settings.register_profile("sgdwalk", deadline=None, print_blob=True)
 settings.load_profile("sgdwalk")
-
-from sgdwalk.config import load_config
 
 
 def tiny_overrides(**extra):
