@@ -1,0 +1,46 @@
+"""Claims C1-C12 and per-run summaries, decided from tables (never from torch objects).
+
+    decide_claims(dir_or_table) -> [Claim]   each claim: statistic, effect, 95% bootstrap
+                                             interval, verdict, runs and steps used
+    format_claims(claims) -> str             the terminal table
+    write_claims_json(claims, path) -> Path  the same as JSON
+    summarize_runs(table) -> DataFrame       one row per run
+    load(dir) -> Tables                      a run or a folder of runs as tables
+
+The verdict rules and every threshold are in docs/claims.md.
+"""
+
+from sgdwalk.analysis.decide import (
+    CLAIMS,
+    claims_dict,
+    decide_claims,
+    format_claims,
+    write_claims_json,
+)
+from sgdwalk.analysis.summary import summarize_runs
+from sgdwalk.analysis.tables import Tables, load
+from sgdwalk.analysis.verdict import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    MISSING,
+    SUPPORTED,
+    Claim,
+    Part,
+)
+
+__all__ = [
+    "CLAIMS",
+    "CONTRADICTED",
+    "INCONCLUSIVE",
+    "MISSING",
+    "SUPPORTED",
+    "Claim",
+    "Part",
+    "Tables",
+    "claims_dict",
+    "decide_claims",
+    "format_claims",
+    "load",
+    "summarize_runs",
+    "write_claims_json",
+]

@@ -1,0 +1,122 @@
+"""Decide claims C1-C12 from a run or a sweep; print them as a table; write them as JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sgdwalk.analysis.claims_barrier import claim_c6, claim_c7
+from sgdwalk.analysis.claims_final import claim_c8, claim_c9
+from sgdwalk.analysis.claims_line import claim_c1, claim_c2, claim_c10, claim_c12
+from sgdwalk.analysis.claims_sweep import claim_c3, claim_c4, claim_c5, claim_c11
+from sgdwalk.analysis.tables import Tables, load
+from sgdwalk.analysis.verdict import MISSING, Claim
+
+CLAIMS = {
+    "C1": claim_c1, "C2": claim_c2, "C3": claim_c3, "C4": claim_c4, "C5": claim_c5,
+    "C6": claim_c6, "C7": claim_c7, "C8": claim_c8, "C9": claim_c9, "C10": claim_c10,
+    "C11": claim_c11, "C12": claim_c12,
+}
+N_BOOT = 1000  # bootstrap replicates per claim
+SEED = 0  # seed of the bootstrap generators (one per claim: default_rng([SEED, i]))
+
+
+def as_tables(source) -> Tables:
+    """A Tables from a run / sweep folder, a runs x steps DataFrame, or a Tables."""
+    if isinstance(source, Tables):
+        return source
+    if isinstance(source, pd.DataFrame):
+        return Tables.from_frames(source)
+    return load(source)
+
+
+def decide_claims(source, n_boot: int = N_BOOT, seed: int = SEED,
+                  only: list[str] | None = None) -> list[Claim]:
+    """Decide each claim of PAPER.md whose inputs exist in `source` (a run folder, a folder
+    of runs, a runs x steps DataFrame or a Tables); the others come back as MISSING with
+    what they would need. Deterministic: claim i bootstraps with default_rng([seed, i]).
+    only: claim ids to decide (default all, in order C1..C12)."""
+    t = as_tables(source)
+    out = []
+    for i, (cid, fn) in enumerate(CLAIMS.items()):
+        if only is not None and cid not in only:
+            continue
+        claim = fn(t, np.random.default_rng([seed, i]), n_boot)
+        claim.details.setdefault("n_boot", n_boot)
+        out.append(claim)
+    return out
+
+
+def _num(v: float | None, width: int = 7) -> str:
+    if v is None or not math.isfinite(v):
+        return "-".rjust(width)
+    return f"{v:{width}.3f}"
+
+
+def format_claims(claims: list[Claim]) -> str:
+    """A terminal table: claim, verdict, headline statistic, value, effect, 95% CI, runs,
+    steps; then the missing claims with what they need."""
+    head = (f"{'claim':5s} {'verdict':12s} {'value':>7s} {'effect':>7s} {'95% CI':>17s} "
+            f"{'runs':>4s} {'steps':>6s}  statistic")
+    lines = [head, "-" * len(head)]
+    absent = []
+    for c in claims:
+        if c.verdict == MISSING:
+            absent.append(c)
+            continue
+        h = c.headline
+        n_steps = sum(s["n"] for s in c.steps.values())
+        ci = f"[{_num(h.lo)}, {_num(h.hi)}]" if h else ""
+        lines.append(f"{c.id:5s} {c.verdict:12s} {_num(h.value if h else None)} "
+                     f"{_num(h.effect if h else None)} {ci:>17s} {len(c.runs):4d} "
+                     f"{n_steps:6d}  {h.statistic if h else ''}")
+        for p in c.parts:
+            if p is not h:
+                lines.append(f"{'':5s} {'  ' + p.verdict:12s} {_num(p.value)} {_num(p.effect)} "
+                             f"{'[' + _num(p.lo) + ', ' + _num(p.hi) + ']':>17s} "
+                             f"{'':4s} {'':6s}  {p.statistic}")
+        if c.needs:
+            lines.append(f"{'':5s} {'':12s} still needs: {c.needs}")
+    if absent:
+        lines.append("")
+        lines.append("not tested (inputs missing):")
+        lines.extend(f"  {c.id:4s} needs {c.needs}" for c in absent)
+    return "\n".join(lines)
+
+
+def claims_dict(claims: list[Claim]) -> dict:
+    import sgdwalk
+
+    return {"sgdwalk": sgdwalk.__version__, "claims": [c.to_dict() for c in claims]}
+
+
+def write_claims_json(claims: list[Claim], path) -> Path:
+    """Write the claims as JSON (NaN -> null) to `path`, atomically; returns the path."""
+    from sgdwalk.store.disk import fault, write_text_atomic
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fault(exc, path, "create the output folder") from None
+    text = json.dumps(_plain(claims_dict(claims)), indent=2, allow_nan=False) + "\n"
+    write_text_atomic(path, text, f"claims {path}")
+    return path
+
+
+def _plain(v):
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    return v

@@ -1,0 +1,153 @@
+"""Per-run summaries: one row per run of a run or sweep table."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from sgdwalk.analysis.tables import (
+    Tables,
+    at_epoch_ends,
+    epochs_completed,
+    has_data,
+    height_column,
+    pick_line_source,
+    series,
+    value_at,
+)
+
+EVALS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+
+
+def summarize_runs(table) -> pd.DataFrame:
+    """One row per run (index run_id) of a runs x steps table (or Tables). Columns:
+
+    - run: study, variant, label, status, diverged (bool), diverged_step, algorithm, lr,
+      batch_size, seed, steps (updates logged), epochs_done;
+    - final_<split>_<loss|acc>: the last finite evaluation (for a diverged run, the last
+      one before it diverged);
+    - line_source (probe, batch or heldout), height_source (line_S_height, else
+      econ_height), height_median (its median over all measured steps) and
+      height_median_e<E> per 1-based epoch E;
+    - dist_init_final, path_length_final; matched_epoch (the last epoch every non-diverged
+      run completed) with dist_init_at_epoch, path_length_at_epoch; matched_step (the
+      last step every non-diverged run reached) with dist_init_at_step,
+      path_length_at_step;
+    - sharp_lambda_max_final, sharp_lr_lambda_final, align_topk_median;
+    - interior_convex_share, height_above_eps_share, cos_update_neg_share, crossing_share;
+      barrier_floor_share, barrier_iter_share (share of (t, k) whose barrier exceeds
+      line_S_eps), floor_rise_share (share of steps with floor_change > eps).
+    Values whose inputs are missing are NaN.
+    """
+    t = table if isinstance(table, Tables) else Tables.from_frames(table)
+    steps, runs = t.steps, t.runs
+    rows = []
+    src = pick_line_source(steps, ("height",))
+    hcol = height_column(steps)
+    ok = [r for r in runs[~runs["diverged"]].index if has_data(steps, "dist_init", [r])]
+    e_match = min((epochs_completed(steps, r, "dist_init") for r in ok), default=0)
+    s_match = min((_last(steps, r, "dist_init") for r in ok), default=-1)
+    for r, run in runs.iterrows():
+        row = {"study": run["study"], "variant": run["variant"], "label": run["label"],
+               "status": run["status"], "diverged": bool(run["diverged"]),
+               "diverged_step": _diverged_step(steps, r), "algorithm": run["algorithm"],
+               "lr": run["lr"], "batch_size": run["batch_size"], "seed": run["seed"],
+               "steps": int(max(run["last_step"] + 1, 0)),
+               "epochs_done": (run["last_step"] + 1) / run["steps_per_epoch"]}
+        for name in EVALS:
+            row[f"final_{name}"] = _last_value(steps, r, name)
+        row["line_source"], row["height_source"] = src, hcol
+        if hcol:
+            row.update(_heights(steps, r, hcol, run["steps_per_epoch"]))
+        for name in ("dist_init", "path_length"):
+            row[f"{name}_final"] = _last_value(steps, r, name)
+            row[f"{name}_at_epoch"] = (at_epoch_ends(steps, r, name, [e_match])[0]
+                                       if e_match >= 1 else np.nan)
+            row[f"{name}_at_step"] = (value_at(steps, r, name, [s_match])[0]
+                                      if s_match >= 0 else np.nan)
+        row["matched_epoch"] = e_match if e_match >= 1 else np.nan
+        row["matched_step"] = s_match if s_match >= 0 else np.nan
+        row["sharp_lambda_max_final"] = _last_value(steps, r, "sharp_lambda_max")
+        row["sharp_lr_lambda_final"] = _last_value(steps, r, "sharp_lr_lambda")
+        row["align_topk_median"] = _median(steps, r, "align_topk")
+        row.update(_shares(steps, r, src))
+        rows.append(row)
+    return pd.DataFrame(rows, index=pd.Index(runs.index, name="run_id"))
+
+
+def _last(steps, r, col) -> int:
+    s = series(steps, r, col)["step"] if col in steps.columns else []
+    return int(s.max()) if len(s) else -1
+
+
+def _last_value(steps, r, col) -> float:
+    if col not in steps.columns:
+        return np.nan
+    rows = steps.loc[(steps["run_id"] == r), ["step", col]]
+    v = rows[col].to_numpy(dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v[-1]) if len(v) else np.nan
+
+
+def _median(steps, r, col) -> float:
+    if col not in steps.columns:
+        return np.nan
+    v = series(steps, r, col)[col]
+    return float(v.median()) if len(v) else np.nan
+
+
+def _diverged_step(steps, r) -> float:
+    if "diverged" not in steps.columns:
+        return np.nan
+    rows = steps[(steps["run_id"] == r) & (steps["diverged"] == 1)]
+    return float(rows["step"].min()) if len(rows) else np.nan
+
+
+def _heights(steps, r, col, spe) -> dict:
+    rows = series(steps, r, col)
+    out = {"height_median": float(rows[col].median()) if len(rows) else np.nan}
+    if len(rows) and np.isfinite(spe) and spe > 0:
+        epoch = rows["step"] // int(spe) + 1
+        for e, v in rows[col].groupby(epoch):
+            out[f"height_median_e{int(e)}"] = float(v.median())
+    return out
+
+
+def _share(steps, r, cols, flag) -> float:
+    if not all(c in steps.columns for c in cols):
+        return np.nan
+    rows = series(steps, r, *cols)
+    return float(flag(rows).mean()) if len(rows) else np.nan
+
+
+def _shares(steps, r, src) -> dict:
+    out = {}
+    if src:
+        i, c = f"line_{src}_interior", f"line_{src}_convex"
+        h, e = f"line_{src}_height", f"line_{src}_eps"
+        x = f"line_{src}_crossing"
+        out["interior_convex_share"] = _share(steps, r, (i, c),
+                                              lambda d: (d[i] == 1) & (d[c] == 1))
+        out["height_above_eps_share"] = _share(steps, r, (h, e), lambda d: d[h] > d[e])
+        out["crossing_share"] = _share(steps, r, (x,), lambda d: d[x] == 1)
+    out["cos_update_neg_share"] = _share(steps, r, ("cos_update",),
+                                         lambda d: d["cos_update"] < 0)
+    rows = steps[(steps["run_id"] == r) & (steps["step"] >= 0)]
+    eps = rows[f"line_{src}_eps"].to_numpy(float) if src and f"line_{src}_eps" in rows else None
+    for path in ("floor", "iter"):
+        cols = [c for c in rows.columns if re.fullmatch(rf"barrier_{path}_k\d+", c)]
+        out[f"barrier_{path}_share"] = np.nan
+        if cols and eps is not None:
+            b = rows[cols].to_numpy(float)
+            ok = np.isfinite(b) & np.isfinite(eps)[:, None]
+            if ok.any():
+                out[f"barrier_{path}_share"] = float((b > eps[:, None])[ok].mean())
+    out["floor_rise_share"] = np.nan
+    if eps is not None and "floor_change" in rows.columns:
+        fc = rows["floor_change"].to_numpy(float)
+        ok = np.isfinite(fc) & np.isfinite(eps)
+        if ok.any():
+            out["floor_rise_share"] = float((fc > eps)[ok].mean())
+    return out

@@ -1,0 +1,149 @@
+"""Verdicts: one rule for every tested quantity, and how a claim's parts combine.
+
+A claim is decided by one or more *parts*. A part is a statistic with a threshold and a
+direction ("above": the claim says the statistic exceeds the threshold; "below": it stays
+under it), and a 95% bootstrap interval [lo, hi]:
+
+    above: supported if lo > threshold, contradicted if hi < threshold
+    below: supported if hi < threshold, contradicted if lo > threshold
+    otherwise, or too few measurements (n < min_n), or nothing to resample: inconclusive
+
+effect = value - threshold ("above") or threshold - value ("below"): positive favours
+the claim. Parts combine with "all" (every part supported -> supported; any part
+contradicted -> contradicted) or "any" (any part supported -> supported; every part
+contradicted -> contradicted); everything else is inconclusive. A claim with none of its
+inputs is MISSING and says what would be needed. See docs/claims.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from sgdwalk.analysis.bootstrap import Estimate
+
+SUPPORTED, CONTRADICTED, INCONCLUSIVE, MISSING = (
+    "supported", "contradicted", "inconclusive", "missing")
+
+
+@dataclass
+class Part:
+    """One tested quantity of a claim."""
+
+    name: str  # short stable key, e.g. "min_epoch_share"
+    statistic: str  # what the value is, in words
+    value: float
+    lo: float  # 95% bootstrap interval
+    hi: float
+    threshold: float
+    direction: str = "above"  # "above" | "below": which side of the threshold the claim says
+    n: int = 0  # measurements or comparisons behind the value
+    min_n: int = 1  # fewer than this: inconclusive
+    spread: bool = True  # False: every replicate equalled the point estimate
+    blocked: str = ""  # non-empty: inconclusive for this reason (e.g. nothing to resample)
+    note: str = ""
+
+    @classmethod
+    def from_estimate(cls, name: str, statistic: str, est: Estimate, threshold: float,
+                      direction: str = "above", n: int = 0, min_n: int = 1,
+                      blocked: str = "") -> Part:
+        return cls(name, statistic, est.value, est.lo, est.hi, threshold, direction, n, min_n,
+                   est.spread, blocked)
+
+    @property
+    def effect(self) -> float:
+        return (self.value - self.threshold if self.direction == "above"
+                else self.threshold - self.value)
+
+    @property
+    def verdict(self) -> str:
+        if not all(math.isfinite(v) for v in (self.value, self.lo, self.hi)):
+            return INCONCLUSIVE
+        if self.n < self.min_n or self.blocked:
+            return INCONCLUSIVE
+        above, below = self.lo > self.threshold, self.hi < self.threshold
+        if self.direction == "below":
+            above, below = below, above
+        return SUPPORTED if above else CONTRADICTED if below else INCONCLUSIVE
+
+    def why(self) -> str:
+        if self.n < self.min_n:
+            return f"{self.n} measurements, fewer than {self.min_n}"
+        if self.blocked:
+            return self.blocked
+        if not self.spread and math.isfinite(self.value):
+            return (self.note + "; " if self.note else "") + "every bootstrap replicate equal"
+        return self.note
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "statistic": self.statistic, "value": self.value,
+                "ci95": [self.lo, self.hi], "threshold": self.threshold,
+                "direction": self.direction, "effect": self.effect, "n": self.n,
+                "verdict": self.verdict, "note": self.why()}
+
+
+@dataclass
+class Claim:
+    """The decision on one claim of PAPER.md."""
+
+    id: str  # "C1" .. "C12"
+    claim: str  # the claim, in words
+    test: str  # the test that decides it
+    parts: list[Part] = field(default_factory=list)
+    combine: str = "all"  # "all" | "any"
+    runs: list[str] = field(default_factory=list)  # run ids used
+    steps: dict = field(default_factory=dict)  # run id -> {"first", "last", "n"} steps used
+    needs: str = ""  # MISSING: what would be needed (metric, probe, study)
+    notes: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)  # per-run / per-condition numbers behind it
+
+    @property
+    def verdict(self) -> str:
+        if not self.parts:
+            return MISSING if self.needs else INCONCLUSIVE
+        vs = [p.verdict for p in self.parts]
+        if self.combine == "any":
+            if SUPPORTED in vs:
+                return SUPPORTED
+            return CONTRADICTED if all(v == CONTRADICTED for v in vs) and not self.needs \
+                else INCONCLUSIVE
+        if CONTRADICTED in vs:
+            return CONTRADICTED
+        return SUPPORTED if all(v == SUPPORTED for v in vs) and not self.needs \
+            else INCONCLUSIVE
+
+    @property
+    def headline(self) -> Part | None:
+        """The part that decides the verdict: the first contradicted (all) / supported
+        (any) part, the first inconclusive one, else the weakest (smallest margin)."""
+        if not self.parts:
+            return None
+        v = self.verdict
+        for p in self.parts:
+            if p.verdict == v and v != SUPPORTED:
+                return p
+        if v == SUPPORTED and self.combine == "any":
+            return next(p for p in self.parts if p.verdict == SUPPORTED)
+        return min(self.parts, key=_margin)
+
+    def to_dict(self) -> dict:
+        h = self.headline
+        return {
+            "id": self.id, "claim": self.claim, "test": self.test, "verdict": self.verdict,
+            "statistic": h.statistic if h else None, "value": h.value if h else None,
+            "effect": h.effect if h else None, "ci95": [h.lo, h.hi] if h else None,
+            "threshold": h.threshold if h else None, "combine": self.combine,
+            "parts": [p.to_dict() for p in self.parts], "runs": self.runs,
+            "steps": self.steps, "needs": self.needs or None, "notes": self.notes,
+            "details": self.details,
+        }
+
+
+def _margin(p: Part) -> float:
+    if not math.isfinite(p.lo):
+        return -math.inf
+    return p.lo - p.threshold if p.direction == "above" else p.threshold - p.hi
+
+
+def missing(cid: str, claim: str, test: str, needs: str) -> Claim:
+    return Claim(cid, claim, test, needs=needs)

@@ -1,0 +1,50 @@
+"""Figures from tables (never imports torch); `report.write_report` assembles the HTML.
+
+Each figure function takes a `sgdwalk.analysis.Tables` and returns a `Figure` (matplotlib
+figure, title, one-sentence caption; `save_figure` writes NAME.png and NAME.pdf) or a
+`Skipped` naming the missing inputs.
+"""
+
+from __future__ import annotations
+
+from sgdwalk.plots.base import Figure, Skipped, save_figure
+from sgdwalk.plots.compare import algorithms, barrier_map
+from sgdwalk.plots.lines import line_heatmap, line_run, strip
+from sgdwalk.plots.sweep import alignment, distance, height_vs_lr, sharpness
+
+
+def make_figures(tables) -> list[Figure | Skipped]:
+    """Every figure of the report, in reading order: the strip at the first and at the
+    last epoch with line curves, the line heat map, height vs lr, distance, barriers,
+    sharpness and accuracy, the algorithm overlays, alignment."""
+    out = [strip(tables)]
+    found = line_run(tables)
+    if found is not None:
+        r, _, curves, _ = found
+        spe = tables.runs.loc[r, "steps_per_epoch"]
+        last = int(curves.index.max() // spe + 1)
+        first = int(curves.index.min() // spe + 1)
+        if last != first:
+            second = strip(tables, epoch=last)
+            if getattr(second, "title", None) != getattr(out[0], "title", None):
+                out.append(second)
+    for fn in (line_heatmap, height_vs_lr, distance, barrier_map, sharpness, algorithms,
+               alignment):
+        out.append(fn(tables))
+    return out
+
+
+__all__ = [
+    "Figure",
+    "Skipped",
+    "algorithms",
+    "alignment",
+    "barrier_map",
+    "distance",
+    "height_vs_lr",
+    "line_heatmap",
+    "make_figures",
+    "save_figure",
+    "sharpness",
+    "strip",
+]

@@ -1,0 +1,172 @@
+"""Figures of the per-step line curves: the study's strip and a heat map over training."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sgdwalk.analysis.tables import LINE_SOURCES, Tables
+from sgdwalk.plots.base import Skipped, finish, new_figure
+
+
+def line_run(t: Tables, run_id: str | None = None):
+    """(run id, source, curves (steps x grid, index step), grid) of the run to draw: the
+    given one, else the first non-diverged SGD run (then any run) with stored curves."""
+    order = list(t.runs.sort_values(["diverged"], kind="stable").index)
+    sgd = [r for r in order if t.runs.loc[r, "algorithm"] == "sgd"]
+    candidates = [run_id] if run_id else sgd + [r for r in order if r not in sgd]
+    for src in LINE_SOURCES:
+        vec = t.vectors(f"line_{src}")
+        if not len(vec):
+            continue
+        grids = t.vectors("line_grid")
+        for r in candidates:
+            rows = vec[vec["run_id"] == r]
+            g = grids[grids["run_id"] == r] if len(grids) else grids
+            if len(rows) and len(g):
+                cols = [c for c in rows.columns if c.startswith("v")]
+                grid = g.iloc[0][cols].to_numpy(dtype=float)
+                curves = rows.set_index("step")[cols].astype(float).sort_index()
+                keep = np.isfinite(grid)
+                return r, src, curves.loc[:, keep], grid[keep]
+    return None
+
+
+def strip(t: Tables, run_id: str | None = None, epoch: int | None = None, width: int = 24):
+    """The study's strip: the line curves of up to `width` consecutive steps drawn end to
+    end (step t's curve over [t, t+1]), with the cosines and the distance from init of the
+    same steps below. epoch: 1-based epoch whose first steps are drawn (default: the
+    first epoch with curves); with fewer steps per epoch than `width` (GD) the window runs
+    on into the next epochs."""
+    name = f"strip_e{epoch}" if epoch else "strip"
+    title = "Line curves of consecutive steps, end to end"
+    found = line_run(t, run_id)
+    if found is None:
+        return Skipped(name, title, "needs per-step line curves (vector line_probe/"
+                       "line_batch and line_grid; walk.preset=line or higher)")
+    r, src, curves, grid = found
+    spe = int(t.runs.loc[r, "steps_per_epoch"]) if np.isfinite(
+        t.runs.loc[r, "steps_per_epoch"]) else 1
+    steps = curves.index.to_numpy()
+    epochs = steps // spe + 1
+    e = epoch if epoch is not None else int(epochs.min())
+    window = _window(steps, epochs, e, width)
+    if window is None:
+        return Skipped(name, title, f"run {r} has no line curves in epoch {e} or later")
+    label = t.runs.loc[r, "label"]
+    e0, e1 = int(window[0] // spe + 1), int(window[-1] // spe + 1)
+    when = f"epoch {e0}" if e0 == e1 else f"epochs {e0}-{e1}"
+    title = f"{title}: {label}, {when}"
+    fig, (ax, axc, axd) = new_figure(3, 1, height=7.5, sharex=True,
+                                     gridspec_kw={"height_ratios": [3, 1.3, 1.3]})
+    inside = (grid >= 0) & (grid <= 1)
+    a = grid[inside]
+    rows = t.steps[t.steps["run_id"] == r].set_index("step")
+    for i, s in enumerate(window):
+        f = curves.loc[s].to_numpy()[inside]
+        ax.plot(s + a, f, color="C0", lw=1.4, gid="line-curve",
+                label="f_t(a) over [t, t+1]" if i == 0 else None)
+        ax.plot([s], [f[a == 0][0]] if (a == 0).any() else [np.nan], "k.", ms=4,
+                label="iterate θ_t" if i == 0 else None)
+    fa, fl = f"line_{src}_floor_a", f"line_{src}_floor_loss"
+    if fa in rows.columns and fl in rows.columns:
+        w = rows.reindex(window)
+        ax.plot(window + w[fa].to_numpy(), w[fl].to_numpy(), "v", color="C3", ms=5,
+                label="valley floor (a*_t, F_t)")
+    ax.set_ylabel(f"training loss on the {src} set (nats)")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(f"run {r}; source {src}", fontsize=9)
+    w = rows.reindex(window)
+    drawn = False
+    for col, fmt, color in (("cos_update", "o-", "C1"), ("cos_grad", "x--", "C2")):
+        if col in w.columns and np.isfinite(w[col].to_numpy(float)).any():
+            axc.plot(window, w[col], fmt, color=color, ms=3, lw=1, label=col)
+            drawn = True
+    axc.axhline(0, color="0.5", lw=0.8, label="zero")
+    axc.set_ylabel("cosine of consecutive\nupdates / gradients")
+    axc.set_ylim(-1.05, 1.05)
+    axc.legend(loc="upper right", fontsize=8, ncol=3)
+    if not drawn:
+        axc.text(0.5, 0.5, "no cosines stored for these steps", transform=axc.transAxes,
+                 ha="center", fontsize=8)
+    if "dist_init" in w.columns:
+        axd.plot(window + 1, w["dist_init"], "o-", color="C4", ms=3, lw=1,
+                 label="‖θ_{t+1} − θ_0‖")
+        axd.legend(loc="upper left", fontsize=8)
+    axd.set_ylabel("distance from init\n(L2, parameter units)")
+    axd.set_xlabel("step t (update number; curve t spans [t, t+1])")
+    ax.set_xlim(window[0], window[-1] + 1)
+    caption = (f"Each step's training loss along its own update is drawn over [t, t+1], so "
+               f"consecutive curves meet at the shared iterate; triangles mark the valley "
+               f"floor, and the panels below show the cosines of consecutive updates and "
+               f"gradients and the distance from initialisation for the same steps "
+               f"{window[0]}-{window[-1]} ({when}).")
+    return finish(name, fig, title, caption)
+
+
+def _window(steps: np.ndarray, epochs: np.ndarray, epoch: int, width: int):
+    """Up to `width` consecutive steps with curves from the first one in `epoch` (or later);
+    when fewer than two follow it (e.g. GD, one step per epoch, at the last epoch), the
+    consecutive steps ending there. None when no curve is at or after `epoch`."""
+    later = np.nonzero(epochs >= epoch)[0]
+    if not len(later):
+        return None
+    i0 = int(later[0])
+    window = _consecutive(steps[i0:i0 + width])
+    if len(window) < 2 and i0 > 0:
+        back = steps[max(0, i0 - width + 1):i0 + 1]
+        gaps = np.nonzero(np.diff(back) != 1)[0]
+        window = back[gaps[-1] + 1:] if len(gaps) else back
+    return window
+
+
+def _consecutive(steps: np.ndarray) -> np.ndarray:
+    gaps = np.nonzero(np.diff(steps) != 1)[0]
+    return steps[:gaps[0] + 1] if len(gaps) else steps
+
+
+def line_heatmap(t: Tables, run_id: str | None = None):
+    """Per-step line curves over training as a heat map (height above the step's own
+    floor), with the floor position a*_t and Cockpit's alpha on a twin axis."""
+    name, title = "line_heatmap", "Line curves over training"
+    found = line_run(t, run_id)
+    if found is None:
+        return Skipped(name, title, "needs per-step line curves (vector line_probe/"
+                       "line_batch and line_grid; walk.preset=line or higher)")
+    r, src, curves, grid = found
+    z = curves.to_numpy()
+    z = z - np.nanmin(z, axis=1, keepdims=True)
+    steps = curves.index.to_numpy()
+    fig, ax = new_figure(1, 1, height=4.8)
+    edges_a = np.concatenate([[grid[0] - (grid[1] - grid[0]) / 2],
+                              (grid[1:] + grid[:-1]) / 2,
+                              [grid[-1] + (grid[-1] - grid[-2]) / 2]])
+    pos = np.arange(len(steps))
+    mesh = ax.pcolormesh(np.arange(len(steps) + 1) - 0.5, edges_a, z.T, cmap="magma",
+                         shading="flat")
+    fig.colorbar(mesh, ax=ax, label="f_t(a) − min_a f_t (nats)", pad=0.08)
+    ax.axhline(0, color="w", lw=0.5, ls=":")
+    ax.axhline(1, color="w", lw=0.5, ls=":")
+    rows = t.steps[t.steps["run_id"] == r].set_index("step").reindex(steps)
+    handles = []
+    fa = f"line_{src}_floor_a"
+    if fa in rows.columns:
+        handles += ax.plot(pos, rows[fa], color="cyan", lw=1, label="floor position a*_t")
+    ax2 = ax.twinx()
+    al = f"line_{src}_alpha"
+    if al in rows.columns:
+        handles += ax2.plot(pos, np.clip(rows[al], -1, 5), color="lime", lw=0.8, alpha=0.8,
+                            label="alpha = 1/a* − 1 (clipped to [−1, 5])")
+    ax2.set_ylabel("Cockpit alpha (0: landed on the floor)")
+    ax2.set_ylim(-1.2, 5.2)
+    ticks = np.unique(np.linspace(0, len(steps) - 1, min(8, len(steps))).astype(int))
+    ax.set_xticks(ticks, [str(steps[i]) for i in ticks])
+    ax.set_xlabel("step t (columns: steps with a line curve)")
+    ax.set_ylabel("step fraction a (0: θ_t, 1: θ_{t+1})")
+    if handles:
+        ax.legend(handles=handles, loc="upper right", fontsize=8)
+    title = f"{title}: {t.runs.loc[r, 'label']}"
+    caption = ("Each column is one step's line curve, coloured by its height above that "
+               "step's own minimum; the cyan line is where the minimum lies (between the "
+               "dotted lines at 0 and 1 means an interior valley floor), and the green line "
+               "(right axis) is Cockpit's alpha, above 0 when the step overshot the floor.")
+    return finish(name, fig, title, caption)

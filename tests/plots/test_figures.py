@@ -1,0 +1,157 @@
+"""Every figure on synthetic tables: saved as PNG and PDF, titled, labelled, with a legend
+and a caption; skipped with a reason (never a crash) when its inputs are missing."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sgdwalk.analysis.synthetic import run_frame, sweep_tables
+from sgdwalk.analysis.tables import Tables
+from sgdwalk.plots import (
+    Figure,
+    Skipped,
+    algorithms,
+    alignment,
+    barrier_map,
+    distance,
+    height_vs_lr,
+    line_heatmap,
+    make_figures,
+    save_figure,
+    sharpness,
+    strip,
+)
+
+FIGURES = [strip, line_heatmap, height_vs_lr, distance, barrier_map, sharpness, algorithms,
+           alignment]
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return sweep_tables(epochs=3)
+
+
+def content_axes(fig):
+    """Axes that draw data (not colorbars, not hidden)."""
+    return [ax for ax in fig.axes if ax.get_visible() and getattr(ax, "_colorbar", None) is None
+            and (ax.lines or ax.collections or ax.images or ax.patches)]
+
+
+def check_figure(f: Figure):
+    fig = f.fig
+    assert f.title and fig.get_suptitle() == f.title
+    assert f.caption.endswith(".") and len(f.caption.split()) >= 15
+    axes = content_axes(fig)
+    assert axes
+    for ax in axes:  # labelled, or sharing the axis with a labelled panel (or twin)
+        twins = [a for a in fig.axes if a is not ax and a.bbox.bounds == ax.bbox.bounds]
+        xs = [ax, *ax.get_shared_x_axes().get_siblings(ax), *twins]
+        ys = [ax, *ax.get_shared_y_axes().get_siblings(ax)]
+        assert any(a.get_xlabel() for a in xs), f"{f.name}: an axes without an x label"
+        assert any(a.get_ylabel() for a in ys), f"{f.name}: an axes without a y label"
+    assert any(ax.get_legend() is not None for ax in fig.axes), f"{f.name}: no legend"
+    w, h = fig.get_size_inches()
+    assert w >= 8 and h >= 3.5
+
+
+@pytest.mark.parametrize("fn", FIGURES, ids=lambda f: f.__name__)
+def test_figure_is_complete_and_saved_as_png_and_pdf(fn, tables, tmp_path):
+    f = fn(tables)
+    assert isinstance(f, Figure), getattr(f, "reason", f)
+    check_figure(f)
+    png, pdf = save_figure(f, tmp_path / "figs")
+    assert png.name == f"{f.name}.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pdf.name == f"{f.name}.pdf" and pdf.read_bytes()[:5] == b"%PDF-"
+    assert png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("fn", FIGURES, ids=lambda f: f.__name__)
+def test_missing_inputs_skip_with_a_reason(fn):
+    bare = Tables.from_frames(run_frame("bare", {"loss": np.ones(8)}, steps_per_epoch=4))
+    f = fn(bare)
+    assert isinstance(f, Skipped) and f.reason and f.title
+
+
+def test_the_strip_slices_cosines_and_distance_to_its_own_window(tables):
+    """The original plotted epoch 1's cosines under every epoch's curves; ours must not."""
+    spe = 16  # lr 0.05, B 32 on 512 examples
+    for epoch in (1, 3):
+        f = strip(tables, run_id="sgd-lr0.05-b32-s0", epoch=epoch, width=10)
+        curves, cos, dist = f.fig.axes[:3]
+        lo, hi = (epoch - 1) * spe, (epoch - 1) * spe + 10
+        for line in cos.lines:
+            x = np.asarray(line.get_xdata(), dtype=float)
+            if len(x) > 2:  # the cosine series (the zero line spans the axis)
+                assert x.min() == lo and x.max() == hi - 1
+        (dline,) = dist.lines
+        assert np.asarray(dline.get_xdata()).min() == lo + 1
+        assert curves.get_xlim() == (lo, hi)
+        rows = tables.steps[(tables.steps["run_id"] == "sgd-lr0.05-b32-s0")
+                            & tables.steps["step"].between(lo, hi - 1)]
+        drawn = [ln for ln in cos.lines if ln.get_label() == "cos_update"][0]
+        assert np.allclose(drawn.get_ydata(), rows["cos_update"])
+
+
+def test_strip_curves_are_drawn_end_to_end_on_their_segments(tables):
+    f = strip(tables, run_id="sgd-lr0.1-b64-s0", width=5)
+    ax = f.fig.axes[0]
+    segs = [np.asarray(ln.get_xdata(), float) for ln in ax.lines if ln.get_gid() == "line-curve"]
+    assert [s.min() for s in segs] == [0, 1, 2, 3, 4]
+    assert all(s.max() - s.min() == 1 for s in segs)  # step t's curve covers [t, t+1]
+
+
+def test_a_gd_strip_runs_across_epochs_of_one_step(tables):
+    for epoch in (1, 20):  # the last epoch: the window ends there
+        f = strip(tables, run_id="gd-lr0.1", epoch=epoch, width=8)
+        segs = [ln for ln in f.fig.axes[0].lines if ln.get_gid() == "line-curve"]
+        starts = [float(np.min(ln.get_xdata())) for ln in segs]
+        assert len(segs) == 8 and np.all(np.diff(starts) == 1)
+        assert (starts[0] == 0) if epoch == 1 else (starts[-1] == 19)
+        assert "epochs" in f.title
+
+
+def test_make_figures_draws_everything_on_a_full_sweep_and_skips_on_a_bare_run(tables):
+    names = [f.name for f in make_figures(tables)]
+    assert names == ["strip", "strip_e3", "line_heatmap", "height_vs_lr", "distance",
+                     "barriers", "sharpness", "algorithms", "alignment"]
+    bare = Tables.from_frames(run_frame("bare", {"loss": np.ones(8)}, steps_per_epoch=4))
+    assert all(isinstance(f, Skipped) for f in make_figures(bare))
+
+
+def test_a_single_cheap_run_gets_the_figures_it_has_inputs_for():
+    n = 40
+    rng = np.random.default_rng(0)
+    table = run_frame("cheap", {"dist_init": np.sqrt(np.arange(n) + 1.0),
+                                "cos_update": rng.normal(-0.2, 0.3, n)}, steps_per_epoch=10)
+    got = {f.name: isinstance(f, Figure) for f in make_figures(Tables.from_frames(table))}
+    assert got["distance"] and not got["strip"] and not got["height_vs_lr"]
+
+
+def test_plots_and_analysis_never_import_torch(tmp_path):
+    code = (
+        "import sys\n"
+        "from sgdwalk.analysis.synthetic import sweep_tables, write_runs\n"
+        "import sgdwalk.plots, sgdwalk.plots.report, sgdwalk.analysis\n"
+        "t = sweep_tables(epochs=2, lrs=(0.1,), batch_sizes=(32,), seeds=1)\n"
+        "sgdwalk.plots.make_figures(t)\n"
+        f"write_runs(t, {str(tmp_path)!r})\n"
+        f"sgdwalk.plots.report.write_report({str(tmp_path)!r}, n_boot=20)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "report.html").is_file()
+
+
+def test_figures_of_a_diverged_only_sweep_do_not_crash():
+    t = sweep_tables(epochs=2, lrs=(0.1,), batch_sizes=(32,), seeds=1)
+    steps = t.steps.copy()
+    steps["status"] = "diverged"
+    figs = make_figures(Tables.from_frames(steps, vectors={k: t.vectors(k) for k in
+                                                           ("line_probe", "line_grid")}))
+    assert all(isinstance(f, (Figure, Skipped)) for f in figs)
+    # distances are compared over non-diverged runs only
+    assert isinstance(next(f for f in figs if f.name == "distance"), Skipped)
