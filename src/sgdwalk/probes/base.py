@@ -4,6 +4,11 @@ A probe is a name, a schedule (step -> bool) and `observe(ctx) -> {name: value}`
 are floats (stored as scalars) or 1-D tensors (stored as per-step vectors). A probe that
 needs history across steps keeps it in its own state and exposes `state_dict` /
 `load_state_dict`, so a resumed run continues exactly.
+
+Probes of one step run in list order and see the values of earlier probes in
+`ctx.results`; work worth sharing (the forward at theta_{t+1} on the batch) goes through
+`ctx.cache`. Probes evaluate moved parameters only through `ctx.evaluator`, which never
+writes the model's parameters or BatchNorm statistics (docs/bn_policy.md).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import torch
 
 from sgdwalk.functional.flat import ParamLayout
 from sgdwalk.probes.schedule import Every
+
+BATCH_LOSSES_NEXT = "batch_losses_next"  # cache key of StepContext.batch_losses_next
 
 
 @dataclass
@@ -40,6 +47,7 @@ class StepContext:
     layout: ParamLayout
     evaluator: Any  # sgdwalk.probes.evaluator.LossEvaluator
     generator: torch.Generator  # reserved for probes; never the training RNG
+    full_batch: bool = False  # the batch is the whole training split (GD): no batch noise
     results: dict[str, Any] = field(default_factory=dict)  # values of earlier probes this step
     cache: dict[str, Any] = field(default_factory=dict)  # shared work (e.g. f(1) on the batch)
 
@@ -47,8 +55,19 @@ class StepContext:
     def grad_dot_update(self) -> float:
         """f'(0) = <g_t, u_t>, the slope of the batch line at a = 0 (free)."""
         if "grad_dot_update" not in self.cache:
-            self.cache["grad_dot_update"] = float(torch.dot(self.grad, self.update))
+            self.cache["grad_dot_update"] = float(
+                torch.dot(self.grad.double(), self.update.double())
+            )
         return self.cache["grad_dot_update"]
+
+    def batch_losses_next(self) -> torch.Tensor:
+        """Per-example losses (N,) of the step's batch at theta_{t+1}, by a probing forward.
+
+        Computed once per step and shared (the economy fit's f(1), the batch line's a = 1).
+        """
+        if BATCH_LOSSES_NEXT not in self.cache:
+            self.cache[BATCH_LOSSES_NEXT] = self.evaluator.losses(self.batch, self.theta_next)
+        return self.cache[BATCH_LOSSES_NEXT]
 
 
 class Probe:
@@ -56,6 +75,9 @@ class Probe:
 
     name: str = "probe"
     tracks_history: bool = False  # True: `after` must see every step, scheduled or not
+    # Data it evaluates on: "batch" (the step's own) or evaluator sources ("probe",
+    # "heldout"); a Walk refuses to start when one of those was not given to it.
+    sources: tuple[str, ...] = ()
 
     def __init__(self, schedule=None):
         self.schedule = schedule if schedule is not None else Every(1)

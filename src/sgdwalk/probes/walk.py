@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from sgdwalk.functional.flat import ParamLayout, grads_of, params_of
+from sgdwalk.errors import ConfigError
+from sgdwalk.functional.flat import ParamLayout, params_of
 from sgdwalk.probes.base import Probe, StepContext
 from sgdwalk.probes.evaluator import LossEvaluator, per_example_cross_entropy
 
@@ -39,7 +40,8 @@ class Walk:
         probe_set: (x, y) tensors of the fixed probe set, or a sequence of (x, y) chunks.
         heldout: the same for held-out data (line source "heldout").
         probe_batch: chunk size for a probe set given as one pair of tensors.
-        bn_policy: BatchNorm policy while probing: "batch" | "recalibrate" | "eval".
+        bn_policy: BatchNorm policy while probing: "batch" | "recalibrate" | "eval"
+            (docs/bn_policy.md); None: the WalkConfig's when `probes` is one, else "batch".
         sink: callable(step, values) receiving each step's values (a RunStore's `log`);
             without one, values are kept in memory and returned by `table()`.
         steps_per_epoch: for epoch-window schedules and the `epoch` field of contexts.
@@ -54,7 +56,7 @@ class Walk:
         probe_set=None,
         heldout=None,
         probe_batch: int = 256,
-        bn_policy: str = "batch",
+        bn_policy: str | None = None,
         sink: Callable[[int, dict], None] | None = None,
         steps_per_epoch: int = 1,
         seed: int = 0,
@@ -75,8 +77,13 @@ class Walk:
         if heldout is not None:
             sources["heldout"] = _chunks(heldout, probe_batch)
         self.evaluator = LossEvaluator(
-            model, self.layout, loss_fn or per_example_cross_entropy, bn_policy, sources
+            model,
+            self.layout,
+            loss_fn or per_example_cross_entropy,
+            bn_policy or getattr(probes, "bn_policy", "batch"),
+            sources,
         )
+        _check_sources(self.probes, self.evaluator.sources)
         self.sink = sink
         self.rows: list[tuple[int, dict]] = []
         self.step_count = 0
@@ -84,6 +91,12 @@ class Walk:
         like = self.evaluator.scratch
         self._theta, self._theta_next = self.layout.empty(like), self.layout.empty(like)
         self._grad, self._update = self.layout.empty(like), self.layout.empty(like)
+        # the parameters and shaped views of the flat buffers, found once
+        self._params = params_of(model)
+        self._views = {
+            id(flat): self.layout.views_list(flat)
+            for flat in (self._theta, self._theta_next, self._grad)
+        }
         self._pending: tuple | None = None
         self._header_done = False
 
@@ -93,26 +106,33 @@ class Walk:
         step = self.step_count if step is None else step
         return any(p.tracks_history or p.schedule(step) for p in self.probes)
 
-    def before_step(self, loss, batch, batch_size: int | None = None) -> None:
+    def before_step(
+        self, loss, batch, batch_size: int | None = None, full_batch: bool = False
+    ) -> None:
         """Call after backward, before `optimizer.step()`: snapshot theta_t and g_t.
 
         Args:
             loss: the mini-batch mean loss at theta_t (tensor or float).
             batch: (x, y), or a list of (x, y) chunks that together made the gradient.
+            batch_size: examples in the batch (default: counted from the chunks).
+            full_batch: the batch is the whole training set (GD): it has no sampling noise.
         """
         chunks = _as_chunks(batch)
         if self.wants():
-            params = params_of(self.model)
-            self.layout.flatten_into(params, self._theta)
-            self.layout.flatten_into(grads_of(self.model), self._grad)
+            self._flatten(self._params, self._theta)
+            self._flatten(
+                [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._params],
+                self._grad,
+            )
         n = batch_size if batch_size is not None else sum(len(y) for _, y in chunks)
-        self._pending = (float(loss), chunks, n)
+        loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
+        self._pending = (float(loss), chunks, n, bool(full_batch))
 
     def after_step(self, optimizer: torch.optim.Optimizer | None = None, lr: float | None = None):
         """Call after `optimizer.step()`: run the scheduled probes; return their values."""
         if self._pending is None:
             raise RuntimeError("Walk.after_step: expected a before_step call first, got none")
-        loss, chunks, n = self._pending
+        loss, chunks, n, full_batch = self._pending
         self._pending = None
         if not self._header_done:
             self._header_done = True
@@ -124,7 +144,7 @@ class Walk:
         if not self.wants(step):
             return {}
         group = optimizer.param_groups[0] if optimizer is not None else {}
-        self.layout.flatten_into(params_of(self.model), self._theta_next)
+        self._flatten(self._params, self._theta_next)
         torch.sub(self._theta_next, self._theta, out=self._update)
         ctx = StepContext(
             step=step,
@@ -141,6 +161,7 @@ class Walk:
             layout=self.layout,
             evaluator=self.evaluator,
             generator=self.generator,
+            full_batch=full_batch,
         )
         values = self.observe(ctx)
         if values:
@@ -170,6 +191,9 @@ class Walk:
         self.after_step(optimizer)
         return loss.detach()
 
+    def _flatten(self, tensors: list[torch.Tensor], flat: torch.Tensor) -> None:
+        torch._foreach_copy_(self._views[id(flat)], [t.detach() for t in tensors])
+
     # -- results and state -----------------------------------------------------------
     def _emit(self, step: int, values: dict) -> None:
         if self.sink is not None:
@@ -196,6 +220,19 @@ class Walk:
         self.generator.set_state(state["generator"])
         for i, probe in enumerate(self.probes):
             probe.load_state_dict(state["probes"][f"{i}:{probe.name}"])
+
+
+def _check_sources(probes: Sequence[Probe], available: dict) -> None:
+    """Fail at construction, not mid-run, when a probe needs data the walk was not given."""
+    given = {"probe": "probe_set", "heldout": "heldout"}
+    for probe in probes:
+        for source in getattr(probe, "sources", ()):
+            if source != "batch" and source not in available:
+                how = given.get(source, source)
+                raise ConfigError(
+                    f"Walk: probe {probe.name!r} evaluates on source {source!r}: expected "
+                    f"Walk(..., {how}=...), got none (or drop {source!r} from line_sources)"
+                )
 
 
 def _as_chunks(batch) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -1,0 +1,35 @@
+"""Curvature probe: the curvature of the batch loss along the step, by one Hessian-vector
+product of the step's batch loss at theta_t (under the evaluator's BN policy).
+
+    curv_uhu           u_t^T H u_t
+    curv_kappa         kappa_t = u_t^T H u_t / ||u_t||^2
+    curv_lr_kappa      lr x kappa_t: for GD (u = -lr g) the floor sits at a* = 1/(lr kappa),
+                       so > 1 means an interior floor and > 2 a bounce to a higher wall
+    curv_pred_floor_a  -<g_t, u_t> / (u_t^T H u_t), the floor of the local quadratic model
+                       (NaN when u^T H u <= 0)
+"""
+
+from __future__ import annotations
+
+import math
+
+from sgdwalk.functional.hvp import predicted_floor
+from sgdwalk.probes.base import Probe, StepContext
+
+
+class Curvature(Probe):
+    name = "curvature"
+    sources = ("batch",)
+
+    def observe(self, ctx: StepContext) -> dict:
+        u = ctx.update
+        _, hu = ctx.evaluator.grad_and_hvp(ctx.batch, ctx.theta, u)
+        uhu = float(u.double() @ hu.double())
+        uu = float(u.double() @ u.double())
+        kappa = uhu / uu if uu > 0 else math.nan
+        return {
+            "curv_uhu": uhu,
+            "curv_kappa": kappa,
+            "curv_lr_kappa": ctx.lr * kappa,
+            "curv_pred_floor_a": predicted_floor(ctx.grad_dot_update, uhu),
+        }

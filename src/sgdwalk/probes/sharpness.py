@@ -1,0 +1,93 @@
+"""Sharpness probe: the top Hessian eigenvalues of the probe-set loss, and how much of the
+mini-batch gradient lies in their eigenspace (claim C11).
+
+Lanczos with full reorthogonalisation (`functional.lanczos`) on H = grad^2 L_probe(theta_t),
+each matvec one Hessian-vector product accumulated chunk by chunk over the probe set (the
+memory of one chunk's graph). Warm-started from the previous eigenvectors, which are part of
+the probe's state (checkpointed); stopped when every relative residual
+||H v - lambda v|| / |lambda| is below `tol`, or after `max_iter` matvecs. The Krylov basis
+is kept in the model's dtype and device.
+
+    sharp_eigs        (vector) the top-k eigenvalues, descending
+    sharp_lambda_max  lambda_1
+    sharp_lr_lambda   lr x lambda_1 (GD is stable along v_1 only while it is below 2)
+    sharp_residual    the largest relative residual of the returned pairs
+    sharp_matvecs     Hessian-vector products used
+    align_top1        cos^2(g_t, v_1) = <g_t, v_1>^2 / ||g_t||^2
+    align_topk        ||V_k g_t||^2 / ||g_t||^2, the share of g_t in span(v_1..v_k)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from sgdwalk.functional.lanczos import lanczos
+from sgdwalk.probes.base import Probe, StepContext
+
+
+class Sharpness(Probe):
+    """Top-k Hessian eigenpairs of the probe-set loss by warm-started Lanczos.
+
+    Args:
+        schedule: step -> bool.
+        k: eigenpairs wanted.
+        tol: relative residual that stops Lanczos.
+        max_iter: most matvecs per measurement (>= k).
+        source: evaluator source whose loss is analysed ("probe").
+    """
+
+    name = "sharpness"
+
+    def __init__(self, schedule=None, k: int = 1, tol: float = 1e-3, max_iter: int = 50,
+                 source: str = "probe"):
+        super().__init__(schedule)
+        if not 1 <= k <= max_iter:
+            raise ValueError(
+                f"Sharpness: expected 1 <= k <= max_iter, got k={k}, max_iter={max_iter}"
+            )
+        self.k, self.tol, self.max_iter = int(k), float(tol), int(max_iter)
+        self.sources = (source,)
+        self.vectors: torch.Tensor | None = None  # (k, P) previous Ritz vectors (warm start)
+
+    def observe(self, ctx: StepContext) -> dict:
+        ev = ctx.evaluator
+        chunks = ev.sources[self.sources[0]]
+        theta = ctx.theta
+
+        def matvec(v: torch.Tensor) -> torch.Tensor:
+            return ev.grad_and_hvp(chunks, theta, v)[1]
+
+        res = lanczos(
+            matvec,
+            dim=theta.numel(),
+            k=min(self.k, theta.numel()),
+            tol=self.tol,
+            max_iter=self.max_iter,
+            v0=self.vectors,
+            generator=ctx.generator,
+            dtype=theta.dtype,
+            device=theta.device,
+        )
+        self.vectors = res.eigenvectors.detach().clone()
+        eigs = res.eigenvalues.to(torch.float64).cpu()
+        g = ctx.grad.double()
+        gg = float(g @ g)
+        proj = self.vectors.double() @ g  # (k,) coordinates of g in the orthonormal Ritz basis
+        nan = math.nan
+        return {
+            "sharp_eigs": eigs,
+            "sharp_lambda_max": float(eigs[0]),
+            "sharp_lr_lambda": ctx.lr * float(eigs[0]),
+            "sharp_residual": float(res.residuals.max()),
+            "sharp_matvecs": res.n_matvec,
+            "align_top1": float(proj[0] ** 2) / gg if gg > 0 else nan,
+            "align_topk": float(proj @ proj) / gg if gg > 0 else nan,
+        }
+
+    def state_dict(self) -> dict:
+        return {"vectors": self.vectors}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vectors = state["vectors"]

@@ -1,0 +1,60 @@
+"""docs/metrics.md is the contract: the trainer with every probe stores every name in it."""
+
+import re
+from pathlib import Path
+
+from sgdwalk.store import RunStore
+from sgdwalk.train import train
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+ONLY_SOMETIMES = {"diverged", "noise_std"}  # a diverged run; GD + noise
+
+
+def documented_names(sources=("probe",), ks=(1, 2, 5, 10)) -> set[str]:
+    """Every stored name the tables of docs/metrics.md define, placeholders expanded."""
+    names = set()
+    for line in DOC.read_text().splitlines():
+        if not line.startswith("| `"):
+            continue
+        cells = line.split("|")
+        found = re.findall(r"`([^`]+)`", cells[1])
+        if found == ["*_layers"]:  # the per-layer row lists its names in the definition
+            found = [n for n in re.findall(r"`([^`]+)`", cells[2]) if n.endswith("_layers")]
+        for name in found:
+            for src in sources if "_S" in name or name == "line_S" else [None]:
+                expanded = name.replace("line_S", f"line_{src}") if src else name
+                if "{k}" in expanded:
+                    names.update(expanded.replace("{k}", str(k)) for k in ks)
+                else:
+                    names.add(expanded)
+    return names - ONLY_SOMETIMES
+
+
+def stored_names(run_dir) -> set[str]:
+    with RunStore.open(run_dir) as store:
+        names = store.names()
+    return set(names["scalars"]) | set(names["vectors"])
+
+
+def test_the_contract_parser_sees_every_family():
+    names = documented_names()
+    assert {"cos_grad_wd", "line_probe_eps", "econ_curv", "curv_pred_floor_a", "sharp_eigs",
+            "align_topk", "barrier_iter_k10_pos", "floor_change", "noise_snr",
+            "dist_path_ratio_layers", "line_grid", "loss"} <= names
+    assert not any("{" in n or "_S_" in n or "*" in n for n in names)
+
+
+def test_preset_full_stores_every_documented_name(tiny_config, tmp_path):
+    result = train(tiny_config(**{"walk.preset": "full"}), tmp_path)
+    expected = documented_names() - {"econ_df1"}  # econ_df1 needs walk.economy_jvp
+    missing = expected - stored_names(result.run_dir)
+    assert not missing, sorted(missing)
+
+
+def test_other_sources_and_the_jvp_store_their_names(tiny_config, tmp_path):
+    cfg = tiny_config(**{"walk.preset": "line", "walk.economy_jvp": "true",
+                         "walk.line_sources": '["batch", "heldout"]', "train.epochs": 1})
+    stored = stored_names(train(cfg, tmp_path).run_dir)
+    line_names = {n for n in documented_names(("batch", "heldout")) if n.startswith("line_")}
+    assert "econ_df1" in stored
+    assert not line_names - stored, sorted(line_names - stored)

@@ -1,0 +1,89 @@
+"""Economy line: exact on a quadratic, and close to the full batch line on real training."""
+
+import statistics
+
+import pytest
+import torch
+
+from sgdwalk.config import WalkConfig
+from sgdwalk.probes.economy import Economy
+from sgdwalk.probes.presets import build_probes
+from sgdwalk.probes.walk import Walk
+
+
+@pytest.mark.parametrize("jvp", [False, True])
+@pytest.mark.parametrize("lr_kappa", [0.9, 1.5, 2.5])
+def test_economy_fit_is_the_full_curve_on_a_quadratic(kit, jvp, lr_kappa):
+    """Both the quadratic and the Hermite cubic reproduce an exact parabola (1e-9)."""
+    problem = kit.make_least_squares()
+    w0 = torch.zeros(problem.X.shape[1], dtype=torch.float64)
+    g = problem.grad(w0)
+    lr = lr_kappa * float(g @ g) / float(g @ problem.H @ g)
+    model = problem.model(w0)
+    cfg = WalkConfig(preset="line", line_sources=("batch",), economy_jvp=jvp)
+    walk = Walk(model, build_probes(cfg), loss_fn=kit.half_squared_error)
+    v = kit.gd_step(problem, walk, model, lr).rows[-1][1]
+    u = -lr * g
+    uhu = float(u @ problem.H @ u)
+    assert v["econ_df0"] == pytest.approx(float(g @ u), rel=1e-12)
+    assert v["econ_f1"] == pytest.approx(problem.loss(w0 + u), rel=1e-12)
+    assert v["econ_curv"] == pytest.approx(uhu, rel=1e-9)
+    if jvp:
+        assert v["econ_df1"] == pytest.approx(float(problem.grad(w0 + u) @ u), rel=1e-9)
+    else:
+        assert "econ_df1" not in v
+    for key in ("floor_a", "floor_loss", "height", "height_end"):
+        assert v[f"econ_{key}"] == pytest.approx(v[f"line_batch_{key}"], rel=1e-9, abs=1e-12)
+    assert v["econ_floor_a"] == pytest.approx(1 / lr_kappa, rel=1e-9)
+
+
+def test_floor_is_clipped_to_the_line_bracket(kit):
+    problem = kit.make_least_squares()
+    w0 = torch.zeros(problem.X.shape[1], dtype=torch.float64)
+    g = problem.grad(w0)
+    lr = 0.5 * float(g @ g) / float(g @ problem.H @ g)  # a* = 2, beyond line_max
+    model = problem.model(w0)
+    cfg = WalkConfig(preset="economy", line_min=-0.5, line_max=1.5)
+    walk = Walk(model, build_probes(cfg), loss_fn=kit.half_squared_error)
+    v = kit.gd_step(problem, walk, model, lr).rows[-1][1]
+    assert v["econ_floor_a"] == 1.5
+
+
+def test_economy_evaluates_f0_itself_when_training_had_dropout(kit):
+    """With dropout the training loss is another function: f(0) comes from a probing
+    forward, so a zero step gives a zero height."""
+    model, _, walk = kit.manual_run(kit.DropoutNet, {"probes": [Economy()]}, steps=3, lr=0.0)
+    for _, v in walk.rows:
+        assert v["econ_height"] == 0.0 and v["econ_df0"] == 0.0
+
+
+def _economy_vs_line(kit, lr, jvp):
+    from sgdwalk.models.mlp import MLP
+
+    cfg = WalkConfig(preset="economy", line="every:1", line_sources=("batch",),
+                     economy_jvp=jvp)
+    _, _, walk = kit.manual_run(lambda: MLP(64, (64, 32), 10, True),
+                                {"probes": build_probes(cfg)}, steps=300, lr=lr)
+    rows = [v for s, v in walk.rows if s >= 0]
+    da = [abs(v["econ_floor_a"] - v["line_batch_floor_a"]) for v in rows]
+    dh = [abs(v["econ_height"] - v["line_batch_height"]) / abs(v["line_batch_height"])
+          for v in rows if v["line_batch_height"] != 0]
+    return statistics.median(da), statistics.median(dh)
+
+
+@pytest.mark.parametrize(
+    "jvp, max_da, max_dh",
+    [(False, 0.3, 0.1), (True, 0.1, 0.03)],
+)
+def test_economy_tracks_the_batch_line_on_real_training(kit, capsys, jvp, max_da, max_dh):
+    """BN MLP 64-64-32-10 on digits, 300 SGD steps at lr 0.5, batch 32: the economy model
+    against the 13-point batch line of the same steps. Measured (torch 2.13, CPU):
+    quadratic median |da*| 0.18, median relative height error 0.057; cubic (jvp) 0.0 and
+    0.010. Most floors sit at the bracket end 1.25 (both then agree exactly); the curves
+    are far from parabolas (cross-entropy decays like an exponential along the step),
+    which is what the quadratic misses."""
+    med_a, med_h = _economy_vs_line(kit, lr=0.5, jvp=jvp)
+    with capsys.disabled():
+        print(f"\neconomy ({'cubic' if jvp else 'quadratic'}) vs batch line, 300 steps: "
+              f"median |da*| = {med_a:.4f}, median relative height error = {med_h:.4f}")
+    assert med_a < max_da and med_h < max_dh
