@@ -81,7 +81,7 @@ class OptimConfig:
     weight_decay: float = 0.0  # L2 weight decay through the optimizer (study: 1e-4)
     kwargs: dict[str, Any] = field(default_factory=dict)  # more optimizer arguments
     gd_chunk: int = 5000  # gd: examples per accumulated chunk (memory only, not maths)
-    gd_sum_chunks: bool = False  # gd: original's unscaled sum of chunk means (lr x n_chunks)
+    gd_sum_chunks: bool = False  # gd: the original's sum over chunks: a step n_chunks x lr
     noise: str = "matched"  # gd_noise: matched (SGD's total variance) | original (0.02 x max)
     noise_batch: int = 100  # gd_noise matched: the SGD batch size whose noise is matched
     noise_scale: float = 0.02  # gd_noise original: std = scale x max per-coordinate variance

@@ -41,13 +41,19 @@ class RunResult:
 
 
 def train(config: RunConfig, out: str | Path = "runs", *, progress: bool | None = None,
-          halt_at_step: int | None = None) -> RunResult:
-    """Train a new run under `out/<name>-<id>` (or continue it if it exists unfinished)."""
+          halt_at_step: int | None = None, meta: dict | None = None) -> RunResult:
+    """Train a new run under `out/<name>-<id>` (or continue it if it exists unfinished).
+
+    meta: extra fields merged into the run's meta.json before training (a sweep records
+    its study and variant there); a finished run is returned untouched.
+    """
     trainer = Trainer(config)  # data and model first: a bad config writes nothing
     store = create_run(config, out)
     if store.meta().get("status") in ("completed", "diverged"):
         store.close()
         return _result_of(store.path)
+    if meta:
+        store.update_meta(**meta)
     return trainer.attach(store).run(progress, halt_at_step)
 
 
@@ -219,16 +225,19 @@ class Trainer:
         loss_sum = 0.0
         for x, y in chunks:
             chunk_mean = F.cross_entropy(self.model(x), y)
-            # lr is the step on the mean loss; gd_sum_chunks reproduces the original,
-            # which summed chunk means (a step n_chunks times larger).
-            weight = 1.0 if o.gd_sum_chunks else len(y) / n_total
-            (chunk_mean * weight).backward()
+            (chunk_mean * (len(y) / n_total)).backward()  # lr is the step on the mean loss
             loss_sum += chunk_mean.item() * len(y)
         loss = loss_sum / n_total
         if not math.isfinite(loss):
             self._diverged(loss)
             return None
-        self.walk.before_step(loss, chunks, n_total)
+        self.walk.before_step(loss, chunks, n_total, full_batch=self.full_batch)
+        if o.gd_sum_chunks and len(chunks) > 1:
+            # The original summed the gradients of its 9 equal chunks' mean losses: a step
+            # n_chunks times larger. Scaled after the snapshot, so probes see the true g_t.
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad.mul_(len(chunks))
         if o.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.clip_grad_norm)
         if o.algorithm == "gd_noise" and self.noise_std > 0:
