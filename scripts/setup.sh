@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up sgdwalk in ./.venv on a fresh machine: a virtual environment, PyTorch, then the
-# package with its test extras. Safe to run again; it only installs what is missing.
+# package with its test extras and Ray (for `sgdwalk sweep --backend ray`). Safe to run
+# again; it only installs what is missing.
 #
 # PyTorch comes first and pinned (torch==2.13.0): on the development machines that takes the
 # CPU build lying on disk and never pulls a CUDA build. Put your own torch into .venv before
@@ -12,4 +13,4 @@ python=${PYTHON:-python3}
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install --quiet torch==2.13.0
 fi
-.venv/bin/pip install --quiet -e ".[test,parquet]"
+.venv/bin/pip install --quiet -e ".[test,parquet,ray]"

@@ -16,7 +16,10 @@ EPILOG = """examples:
   sgdwalk train default --set optim.lr=0.05 --set walk.preset=line
   sgdwalk train my_config.toml --out runs/
   sgdwalk resume runs/default-1a2b3c4d5e6f
-  sgdwalk presets                            list the shipped presets
+  sgdwalk presets                            list the shipped presets and studies
+  sgdwalk sweep lr-batch --scale cpu --workers 2
+  sgdwalk claims runs/lr-batch               decide claims C1-C12 from stored runs
+  sgdwalk report runs/lr-batch               one self-contained HTML file
 """
 
 
@@ -56,8 +59,44 @@ def build_parser() -> argparse.ArgumentParser:
     _add_progress(p)
     p.set_defaults(func=_cmd_resume)
 
-    p = sub.add_parser("presets", help="list the shipped presets")
+    p = sub.add_parser("presets", help="list the shipped presets and studies")
     p.set_defaults(func=_cmd_presets)
+
+    p = sub.add_parser("sweep", help="run a study: a grid of runs, locally or on Ray",
+                       description="Expand a study preset (see `sgdwalk presets`) or a study "
+                       "TOML file into runs and train them. Runs already complete are "
+                       "skipped, interrupted ones resume from their checkpoints, diverged "
+                       "ones are recorded and the sweep goes on.")
+    p.add_argument("study", metavar="STUDY", help="study preset name or .toml file")
+    p.add_argument("--scale", choices=("cpu", "paper"), default="cpu",
+                   help="cpu: embedded digits, minutes on 2 cores (default); paper: the "
+                   "study's datasets and models")
+    p.add_argument("--workers", type=int, default=1, help="runs trained at once (default 1)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local worker processes (default) or Ray tasks")
+    p.add_argument("--address", default=None, help="Ray cluster address; default: start a "
+                   "local Ray instance")
+    p.add_argument("--out", default="runs", help="root folder (default: runs); runs go to "
+                   "OUT/<study>/<name>-<id>")
+    _add_overrides(p)
+    _add_progress(p)
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("claims", help="decide claims C1-C12 from a run or a sweep",
+                       description="Decide each claim of the study whose inputs exist in "
+                       "DIR (a run or a folder of runs): statistic, effect size, uncertainty, "
+                       "verdict, and the runs and steps used. Prints a table; writes JSON.")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--json", default=None, help="where to write the JSON (default: "
+                   "DIR/claims.json)")
+    p.set_defaults(func=_cmd_claims)
+
+    p = sub.add_parser("report", help="write a self-contained HTML report for a run or sweep",
+                       description="Write DIR/report.html: the claims table, the figures, "
+                       "each run's config and the versions used. Opens offline.")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--out", default=None, help="report path (default: DIR/report.html)")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 
@@ -88,9 +127,42 @@ def _cmd_resume(args) -> int:
 
 def _cmd_presets(args) -> int:
     from sgdwalk.config import preset_names, preset_summary
+    from sgdwalk.studies import study_names, study_summary
 
     for name in preset_names():
         print(f"{name:14s} {preset_summary(name)}")
+    print("\nstudies (sgdwalk sweep NAME --scale cpu|paper):")
+    for name in study_names():
+        print(f"{name:14s} {study_summary(name)}")
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from sgdwalk.studies import load_study, run_sweep
+
+    study = load_study(args.study, scale=args.scale, overrides=args.overrides)
+    result = run_sweep(study, args.out, workers=args.workers, backend=args.backend,
+                       address=args.address, progress=args.progress)
+    print(result.summary())
+    print(f"sweep directory: {result.root}")
+    return 0 if result.ok else 1
+
+
+def _cmd_claims(args) -> int:
+    from sgdwalk.analysis import decide_claims, format_claims, write_claims_json
+
+    claims = decide_claims(args.dir)
+    print(format_claims(claims))
+    path = write_claims_json(claims, args.json or f"{args.dir.rstrip('/')}/claims.json")
+    print(f"claims written to: {path}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from sgdwalk.plots.report import write_report
+
+    path = write_report(args.dir, args.out)
+    print(f"report: {path}")
     return 0
 
 

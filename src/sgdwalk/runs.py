@@ -66,8 +66,10 @@ def create_run(config: RunConfig, out: str | Path):
     from sgdwalk.store import RunStore
 
     path = Path(out) / run_dir_name(config)
-    if (path / "config.toml").exists():
-        return RunStore.open(path, write=True)
+    if (path / "meta.json").exists():
+        # exist_ok reopens it: the same config is required, meta is kept, and a metric store
+        # left without tables by a kill during its creation gets them
+        return RunStore.create(path, config_to_toml(config), {}, exist_ok=True)
     meta = {"run_id": run_id(config), "name": config.name, "seed": config.train.seed,
             "device": config.train.device, "status": "created", "started": now(),
             **environment()}

@@ -57,6 +57,7 @@ Reliability (each fault is a StoreError with one line; committed rows are never 
 
 from sgdwalk.store.metrics import SCHEMA_VERSION
 from sgdwalk.store.run import RunStore
+from sgdwalk.store.sweeps import read_manifest, run_meta, run_status, write_manifest
 from sgdwalk.store.tables import export_run, find_runs, read_run, read_runs, run_info
 
 __all__ = [
@@ -65,6 +66,10 @@ __all__ = [
     "export_run",
     "find_runs",
     "read_run",
+    "read_manifest",
     "read_runs",
     "run_info",
+    "run_meta",
+    "run_status",
+    "write_manifest",
 ]

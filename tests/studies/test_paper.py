@@ -1,0 +1,38 @@
+"""The paper scale: every study's paper configs take one real step on fixture-sized files in
+the official formats (CIFAR-10 binary batches, MNIST IDX), with the paper's architectures
+shrunk in width only."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from sgdwalk import load_sweep
+from sgdwalk.studies import load_study, run_sweep, study_names
+
+SMALL = ["train.max_steps=1", "train.device=cpu", "data.probe_size=16", "data.probe_batch=8",
+         "optim.batch_size=8", "optim.noise_batch=8", "optim.noise_samples=2",
+         "model.width_mult=0.125", "walk.sharpness_max_iter=12"]
+
+
+@pytest.mark.parametrize("name", study_names())
+def test_paper_scale_takes_one_step_on_fixture_data(name, paper_data, tmp_path, one_thread):
+    dataset = load_study(name, scale="paper").runs[0].data.name
+    study = load_study(name, scale="paper", overrides=[*SMALL,
+                                                       f"data.root={paper_data[dataset]}"])
+    firsts = {}
+    for entry in study.entries:  # one run per variant
+        firsts.setdefault(entry.variant, entry)
+    study = dataclasses.replace(study, entries=tuple(firsts.values()))
+    result = run_sweep(study, tmp_path, progress=False)
+    assert result.ok, result.summary()
+    assert all(r.steps == 1 for r in result.records)
+    table = load_sweep(result.root)
+    assert set(table["data.name"]) == {dataset} and set(table["scale"]) == {"paper"}
+    assert set(table["model.name"]) <= {"vgg11", "mlp"}
+    if dataset == "mnist":
+        assert set(table["model.widths"]) == {(500, 350)}
+    else:
+        assert set(table["model.batchnorm"]) == {True} and set(table["data.augment"]) == {True}
+    assert table.groupby("run_id")["loss"].count().eq(1).all()

@@ -1,0 +1,195 @@
+"""Study files: expansion order and names, patches (scales and --set), validation messages,
+and the shipped studies themselves."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+
+from sgdwalk.errors import ConfigError
+from sgdwalk.runs import run_dir_name, run_id
+from sgdwalk.studies import load_study, study_names
+
+STUDIES = ("alignment", "barriers", "flatness", "lr-batch", "noise", "trajectory")
+
+GRID_STUDY = """\
+# sgdwalk sweep grid.toml --scale cpu
+# Grid and variants for the expansion tests.
+[base]
+optim.lr = 0.1
+train.epochs = 3
+
+[grid]
+optim.lr = [0.05, 0.2]
+optim.batch_size = [16, 64]
+train.seed = [1, 2]
+
+[[variant]]
+label = "sgd"
+
+[[variant]]
+label = "gd"
+axes = ["train.seed"]
+optim.algorithm = "gd"
+train.epochs = 50
+
+[[variant]]
+label = "slow"
+optim.lr = 0.01                      # sets a grid key: the lr axis does not multiply it
+
+[scale.cpu]
+train.epochs = 2
+optim.lr = 0.3                       # a plain key in a scale is base only: grid and slow win
+variant.gd.train.epochs = 40
+
+[scale.big]
+grid.optim.batch_size = [128]
+"""
+
+
+@pytest.fixture
+def grid_file(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text(GRID_STUDY)
+    return path
+
+
+def _names(study):
+    return [c.name for c in study.runs]
+
+
+def test_shipped_studies_are_listed_and_headed_by_their_command():
+    assert set(study_names()) == set(STUDIES)
+    folder = resources.files("sgdwalk") / "configs" / "studies"
+    for name in STUDIES:
+        lines = (folder / f"{name}.toml").read_text().splitlines()
+        assert lines[0] == f"# sgdwalk sweep {name} --scale cpu"
+        assert lines[1].startswith("# ") and len(lines[1]) > 20
+
+
+@pytest.mark.parametrize("scale", ["cpu", "paper"])
+@pytest.mark.parametrize("name", STUDIES)
+def test_every_shipped_study_expands_to_distinct_valid_runs(name, scale):
+    study = load_study(name, scale=scale)
+    names = _names(study)
+    assert study.name == name and study.scale == scale and len(study) >= 2
+    assert len(set(names)) == len(names) and all(n.startswith(f"{name}-") for n in names)
+    assert len({run_id(c) for c in study.runs}) == len(names)
+    assert names == _names(load_study(name, scale=scale))  # deterministic order
+    assert all(c.name == run_dir_name(c).rsplit("-", 1)[0] for c in study.runs)
+    if scale == "cpu":
+        assert {c.data.name for c in study.runs} == {"digits"}
+    else:
+        assert {c.data.name for c in study.runs} <= {"cifar10", "mnist"}
+        assert {c.model.name for c in study.runs} <= {"vgg11", "mlp"}
+
+
+def test_grid_variants_and_axes_expand_in_file_order(grid_file):
+    study = load_study(grid_file)
+    names = _names(study)
+    sgd = [n for n in names if "-sgd-" in n]
+    assert sgd[:3] == ["grid-sgd-lr0.05-b16-s1", "grid-sgd-lr0.05-b16-s2",
+                       "grid-sgd-lr0.05-b64-s1"]
+    assert len(sgd) == 8
+    # gd: only the seed axis multiplies it; slow: it sets lr, so the lr axis is dropped
+    assert [n for n in names if "-gd-" in n] == ["grid-gd-s1", "grid-gd-s2"]
+    assert [n for n in names if "-slow-" in n] == ["grid-slow-b16-s1", "grid-slow-b16-s2",
+                                                   "grid-slow-b64-s1", "grid-slow-b64-s2"]
+    by_name = {c.name: c for c in study.runs}
+    assert by_name["grid-sgd-lr0.2-b64-s2"].optim.lr == 0.2
+    assert by_name["grid-sgd-lr0.2-b64-s2"].optim.batch_size == 64
+    assert by_name["grid-slow-b64-s1"].optim.lr == 0.01
+    assert by_name["grid-gd-s1"].optim.lr == 0.3  # base, from the scale
+    # the scale patch: general key in base, the specific one for the gd variant wins
+    assert by_name["grid-sgd-lr0.2-b64-s2"].train.epochs == 2
+    assert by_name["grid-gd-s1"].train.epochs == 40
+    assert {e.variant for e in study.entries} == {"sgd", "gd", "slow"}
+    assert study.entries[0].point == {"optim.lr": 0.05, "optim.batch_size": 16,
+                                      "train.seed": 1}
+
+
+def test_set_overrides_shrink_a_study(grid_file):
+    study = load_study(grid_file, overrides=["grid.optim.lr=[0.2]", "optim.batch_size=64",
+                                             "train.epochs=1"])
+    names = _names(study)
+    assert [n for n in names if "-sgd-" in n] == ["grid-sgd-lr0.2-b64-s1",
+                                                  "grid-sgd-lr0.2-b64-s2"]
+    # "everywhere" keys reach the variants that set them too
+    assert {c.train.epochs for c in study.runs} == {1}
+    assert {c.optim.batch_size for c in study.runs} == {64}
+    assert load_study(grid_file, scale="big").runs[0].optim.batch_size == 128
+
+
+def test_a_specific_set_beats_a_general_one(grid_file):
+    study = load_study(grid_file, overrides=["variant.gd.train.epochs=7", "train.epochs=1"])
+    epochs = {e.variant: e.config.train.epochs for e in study.entries}
+    assert epochs == {"sgd": 1, "gd": 7, "slow": 1}
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["optim.lrr=0.1"], "optim.lrr: expected one of the keys"),
+        (["optim.lr=-1"], "optim.lr: expected a finite number > 0, got -1.0"),
+        (["grid.optim.batch_size=[16, 0]"], "optim.batch_size: expected an integer > 0, got 0"),
+        (["walk.line=sometimes"], "walk.line: expected off, every:N"),
+        (["variant.nope.optim.lr=0.1"], "expected variant.LABEL.KEY with a label of sgd, gd, "
+                                        "slow, got 'nope'"),
+        (["grid.optim.lr=[]"], "grid.optim.lr: expected a non-empty list of values, got []"),
+        (["study.colour=red"], "study.colour: expected one of the keys"),
+        (["optimlr"], "override: expected key=value"),
+    ],
+)
+def test_bad_overrides_are_one_line_config_errors(grid_file, overrides, message):
+    with pytest.raises(ConfigError) as info:
+        load_study(grid_file, overrides=overrides)
+    text = str(info.value)
+    assert message in text and "\n" not in text
+
+
+def test_bad_study_files_and_names(tmp_path, grid_file):
+    with pytest.raises(ConfigError, match="expected one of alignment, barriers, .* got 'nope'"):
+        load_study("nope")
+    with pytest.raises(ConfigError, match="scale: expected one of cpu, big, got 'paper'"):
+        load_study(grid_file, scale="paper")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[base]\noptim.lr = 0.1\n[grids]\nx = [1]\n")
+    with pytest.raises(ConfigError, match="grids: expected one of the sections"):
+        load_study(bad)
+    bad.write_text("[[variant]]\nlabel = 'a'\n[[variant]]\nlabel = 'a'\n[scale.cpu]\n")
+    with pytest.raises(ConfigError, match="expected distinct labels, got 'a' twice"):
+        load_study(bad)
+    bad.write_text("[[variant]]\nlabel = 'a b'\n[scale.cpu]\n")
+    with pytest.raises(ConfigError, match="label: expected letters, digits"):
+        load_study(bad)
+    bad.write_text("[base]\noptim.lr = 0.1\n[grid]\noptim.lr = [0.1, 0.10]\n[scale.cpu]\n")
+    with pytest.raises(ConfigError, match="expected distinct run names, got 'bad-lr0.1' twice"):
+        load_study(bad)
+    bad.write_text("[base\n")
+    with pytest.raises(ConfigError, match="expected valid TOML"):
+        load_study(bad)
+
+
+def test_lr_batch_holds_equal_lr_over_b_pairs():
+    """C5 needs runs with equal lr/B that differ in lr and B."""
+    for scale in ("cpu", "paper"):
+        ratios: dict = {}
+        for c in load_study("lr-batch", scale=scale).runs:
+            ratios.setdefault(round(c.optim.lr / c.optim.batch_size, 12), set()).add(
+                (c.optim.lr, c.optim.batch_size))
+        assert any(len(pairs) >= 2 for pairs in ratios.values())
+
+
+def test_paper_scale_follows_the_study_protocol():
+    sgd = [e.config for e in load_study("trajectory", scale="paper").entries
+           if e.variant == "sgd"][0]
+    assert (sgd.data.name, sgd.model.name, sgd.model.batchnorm) == ("cifar10", "vgg11", True)
+    assert (sgd.optim.lr, sgd.optim.batch_size, sgd.optim.weight_decay) == (0.1, 100, 1e-4)
+    assert (sgd.optim.momentum, sgd.train.epochs, sgd.train.seed) == (0.0, 200, 1111)
+    assert sgd.walk.line == "epochs:1,10,25,100" and sgd.data.augment
+    gd = [e.config for e in load_study("trajectory", scale="paper").entries
+          if e.variant == "gd"][0]
+    assert gd.optim.algorithm == "gd" and gd.optim.gd_sum_chunks and gd.optim.gd_chunk == 5000
+    mlp = load_study("noise", scale="paper").runs[0]
+    assert (mlp.data.name, mlp.model.widths, mlp.model.batchnorm) == ("mnist", (500, 350), True)
