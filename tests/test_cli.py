@@ -79,3 +79,14 @@ def test_help_explains_commands():
     assert code == 0
     for word in ("train", "resume", "presets", "--set" if False else "examples"):
         assert word in out
+
+
+def test_overrides_with_commas_keep_strings_and_split_lists():
+    from sgdwalk.config import load_config
+
+    cfg = load_config(None, ["walk.line=epochs:1,2,4", "model.widths=64,32",
+                             "walk.line_sources=probe,batch", "walk.barrier_ks=3"])
+    assert cfg.walk.line == "epochs:1,2,4"
+    assert cfg.model.widths == (64, 32)
+    assert cfg.walk.line_sources == ("probe", "batch")
+    assert cfg.walk.barrier_ks == (3,)

@@ -30,7 +30,7 @@ class DataConfig:
     url: str | None = None  # base address to download from; None: the dataset's official one
     train_size: int | None = None  # keep only the first n training examples; None: all
     val_size: int | None = None  # held out of the training file; None: dataset default
-    augment: bool = True  # the dataset's own augmentation (CIFAR-10: crop 32 pad 4 + flip)
+    augment: bool = True  # dataset's own: CIFAR-10 crop 32 pad 4 + flip; digits crop 8 pad 1
     probe_size: int = 512  # examples in the fixed probe set (seeded subset of train, no aug)
     probe_batch: int = 256  # probe chunk size: the fixed BatchNorm batch while probing
     probe_seed: int = 0  # seed of the probe subset; separate from train.seed so runs share it
@@ -305,7 +305,9 @@ def coerce(value, hint, path: str):
             return value
         raise ConfigError(f"{path}: expected a string, got {_describe(value)}")
     if origin is tuple:
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        if isinstance(value, str):  # "64,32" from the command line
+            value = [_scalar(v) for v in value.split(",")]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
@@ -367,7 +369,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """Split "section.key=value" into a key path and a TOML-parsed value.
 
     Values parse as TOML (numbers, true/false, [lists], "strings"); anything that is not
-    valid TOML is taken as a bare string, so `data.name=cifar10` works unquoted.
+    valid TOML is taken as a bare string, so `data.name=cifar10` works unquoted, and a
+    bare "64,32" becomes a list where the field is one (`model.widths=64,32`).
     """
     key, sep, raw = text.partition("=")
     key = key.strip()
@@ -378,8 +381,6 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
-    if isinstance(value, str) and "," in value and not raw.startswith(('"', "'")):
-        value = [_scalar(v) for v in value.split(",")]
     return key.split("."), value
 
 

@@ -35,7 +35,7 @@ def levels_of(ds, name):
 def test_sizes_shape_and_metadata(digits):
     assert (len(digits.train), len(digits.val), len(digits.test)) == (1257, 180, 360)
     assert len(digits.probe) == 512 and digits.input_shape == (1, 8, 8)
-    assert digits.num_classes == 10 and digits.augment is None
+    assert digits.num_classes == 10 and digits.augment is not None
     assert digits.source == "scikit-learn"
     assert digits.train.x.dtype == torch.float32 and digits.train.y.dtype == torch.int64
 
@@ -92,3 +92,26 @@ def test_val_size_zero_and_train_size(digits):
 def test_val_size_that_leaves_no_training_data_is_a_config_error():
     with pytest.raises(ConfigError, match="data.val_size: expected < 1437"):
         load_dataset(DataConfig(name="digits", val_size=1437))
+
+
+def test_augmentation_shifts_by_at_most_one_pixel_and_never_mirrors(digits):
+    """The crop-8-pad-1 analogue of CIFAR's crop: every augmented image equals the original
+    shifted by (di, dj) in {-1, 0, 1}^2 with blank pixels shifted in."""
+    x = digits.train.x[:200]
+    out = digits.augment(x, torch.Generator().manual_seed(0))
+    blank = float(digits.train.x.min())
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), value=blank)
+    shifts = set()
+    for b in range(x.shape[0]):
+        matches = [(i, j) for i in range(3) for j in range(3)
+                   if torch.equal(out[b], padded[b, :, i:i + 8, j:j + 8])]
+        assert matches, f"image {b} is not a shifted copy"
+        shifts.add(matches[0])
+    assert len(shifts) >= 7  # the offsets really vary
+
+
+def test_no_augmentation_when_switched_off():
+    from sgdwalk.config import DataConfig
+    from sgdwalk.data import load_dataset
+
+    assert load_dataset(DataConfig(augment=False)).augment is None

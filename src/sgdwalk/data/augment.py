@@ -10,6 +10,7 @@ def augment_cifar(
     generator: torch.Generator,
     padding: int = 4,
     fill: float | tuple[float, ...] = 0.0,
+    flip: bool = True,
 ) -> torch.Tensor:
     """Random crop of the original size from the zero-padded image, then a horizontal flip
     with probability 1/2, each image independently.
@@ -29,6 +30,8 @@ def augment_cifar(
         generator: source of randomness; its state advances.
         padding: P, pixels of padding on each side (study: 4).
         fill: value of the padded pixels: one number, or one per channel.
+        flip: draw the horizontal flips (False for digits, which are not mirror-symmetric;
+            the draws are then skipped, so the crop offsets alone use the generator).
 
     Returns:
         A new tensor of shape (B, C, H, W), dtype and device of x.
@@ -38,7 +41,10 @@ def augment_cifar(
     b, c, h, w = x.shape
     i = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=generator.device)
     j = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=generator.device)
-    flip = torch.rand(b, generator=generator, device=generator.device) < 0.5
+    if flip:
+        flip = torch.rand(b, generator=generator, device=generator.device) < 0.5
+    else:
+        flip = torch.zeros(b, dtype=torch.bool, device=generator.device)
     i, j, flip = i.to(x.device), j.to(x.device), flip.to(x.device)
     if isinstance(fill, (int, float)):
         padded = torch.nn.functional.pad(x, (padding, padding, padding, padding), value=fill)

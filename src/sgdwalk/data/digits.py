@@ -3,14 +3,24 @@
 1,797 images of shape (1, 8, 8) with 17 grey levels (0..16), 10 classes. The split is
 stratified and fixed (seed 0, independent of the run seed): 360 test, `data.val_size`
 validation (default 180), the rest (1,257 by default) train. Pixels are scaled by 1/16 and
-then standardised with the training split's scalar mean and std. No augmentation.
+then standardised with the training split's scalar mean and std.
+
+Augmentation (ours, with `data.augment`, the default): a random crop 8 from the image
+padded by 1 blank pixel, no flip: the 8x8 analogue of the study's CIFAR-10 crop 32 with
+padding 4 (the same 1/8 of the side). Without it the MLP fits the 1,257 training images to
+a loss near 0 within a few epochs and the walk's heights sink below the evaluation noise;
+with it, as on the study's augmented CIFAR-10, training stays in the regime the study
+describes for many epochs.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from sgdwalk.config import DataConfig
+from sgdwalk.data.augment import augment_cifar
 from sgdwalk.data.prepare import assemble, standardise
 from sgdwalk.data.registry import register_dataset
 from sgdwalk.data.types import Dataset, Split
@@ -61,4 +71,10 @@ def load_digits(cfg: DataConfig) -> Dataset:
         for idx in (order[:TEST_SIZE], order[TEST_SIZE : TEST_SIZE + v], order[TEST_SIZE + v :])
     )
     train, val, test = standardise(train, val, test)
-    return assemble(cfg, train, val, test, num_classes=10, augment=None, source="scikit-learn")
+    blank = float(train.x.min())  # a 0 pixel after standardisation
+    augment = (
+        functools.partial(augment_cifar, padding=1, fill=blank, flip=False)
+        if cfg.augment
+        else None
+    )
+    return assemble(cfg, train, val, test, num_classes=10, augment=augment, source="scikit-learn")
