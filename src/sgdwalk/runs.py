@@ -84,3 +84,41 @@ def open_run(run_dir: str | Path):
 
 def finish_meta(store, status: str, steps: int, final: dict) -> None:
     store.update_meta(status=status, steps_done=steps, final=final, ended=now())
+
+
+class FollowerStore:
+    """What a non-zero rank of a data-parallel run sees of the run: it reads the run's
+    meta and checkpoints, and its writes go nowhere (rank 0 writes them)."""
+
+    def __init__(self, path: str | Path):
+        from sgdwalk.store import RunStore
+
+        self.path = Path(path)
+        self._reader = RunStore.open(self.path)
+
+    def meta(self) -> dict:
+        return self._reader.meta()
+
+    def config_text(self) -> str:
+        return self._reader.config_text()
+
+    def latest_checkpoint(self):
+        return self._reader.latest_checkpoint()
+
+    def log(self, step, values) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
+
+    def update_meta(self, **fields) -> dict:
+        return {}
+
+    def save_checkpoint(self, step, state, keep=2) -> None:
+        pass
+
+    def close(self) -> None:
+        self._reader.close()

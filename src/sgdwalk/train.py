@@ -24,12 +24,13 @@ from tqdm.auto import tqdm
 
 from sgdwalk.config import RunConfig, config_from_toml
 from sgdwalk.data import load_dataset
+from sgdwalk.distributed import Parallel
 from sgdwalk.errors import ConfigError
 from sgdwalk.models import build_model
 from sgdwalk.optim import isotropic_noise_std, make_optimizer
 from sgdwalk.probes.presets import build_probes
 from sgdwalk.probes.walk import Walk
-from sgdwalk.runs import create_run, finish_meta, open_run
+from sgdwalk.runs import FollowerStore, create_run, finish_meta, open_run, run_dir_name
 
 
 @dataclass(frozen=True)
@@ -48,24 +49,34 @@ def train(config: RunConfig, out: str | Path = "runs", *, progress: bool | None 
     its study and variant there); a finished run is returned untouched.
     """
     trainer = Trainer(config)  # data and model first: a bad config writes nothing
-    store = create_run(config, out)
-    if store.meta().get("status") in ("completed", "diverged"):
-        store.close()
-        return _result_of(store.path)
-    if meta:
-        store.update_meta(**meta)
-    return trainer.attach(store).run(progress, halt_at_step)
+    if trainer.par.is_main:
+        store = create_run(config, out)
+        if meta and store.meta().get("status") not in _FINISHED:
+            store.update_meta(**meta)
+        trainer.par.barrier()
+    else:  # torchrun: rank 0 creates the run, the others follow it
+        trainer.par.barrier()
+        store = FollowerStore(Path(out) / run_dir_name(config))
+    return _run_unless_finished(trainer, store, progress, halt_at_step)
 
 
 def resume(run_dir: str | Path, *, progress: bool | None = None,
            halt_at_step: int | None = None) -> RunResult:
     """Continue a stopped or killed run from its newest checkpoint."""
-    store = open_run(run_dir)
+    par = Parallel.from_env(torch.device("cpu"))
+    store = open_run(run_dir) if par.is_main else FollowerStore(run_dir)
     config = config_from_toml(store.config_text())
-    if store.meta().get("status") in ("completed", "diverged"):
+    return _run_unless_finished(Trainer(config), store, progress, halt_at_step)
+
+
+_FINISHED = ("completed", "diverged")
+
+
+def _run_unless_finished(trainer, store, progress, halt_at_step) -> RunResult:
+    if store.meta().get("status") in _FINISHED:
         store.close()
-        return _result_of(Path(run_dir))
-    return Trainer(config).attach(store).run(progress, halt_at_step)
+        return _result_of(store.path)
+    return trainer.attach(store).run(progress, halt_at_step)
 
 
 def _result_of(run_dir: Path) -> RunResult:
@@ -91,6 +102,7 @@ class Trainer:
     def __init__(self, cfg: RunConfig):
         self.cfg, self.store = cfg, None
         self.device = resolve_device(cfg.train.device)
+        self.par = Parallel.from_env(self.device)  # one process unless under torchrun
         self.data = load_dataset(cfg.data)
         self.train_x, self.train_y = (t.to(self.device) for t in (self.data.train.x,
                                                                     self.data.train.y))
@@ -99,6 +111,9 @@ class Trainer:
         if not self.full_batch and o.batch_size > n:
             raise ConfigError(f"optim.batch_size: expected at most the {n} training examples, "
                               f"got {o.batch_size}")
+        if not self.full_batch and o.batch_size % self.par.world:
+            raise ConfigError(f"optim.batch_size: expected a multiple of the {self.par.world} "
+                              f"processes, got {o.batch_size}")
         self.steps_per_epoch = 1 if self.full_batch else n // o.batch_size
         self.total_steps = cfg.train.epochs * self.steps_per_epoch
         if cfg.train.max_steps is not None:
@@ -167,12 +182,14 @@ class Trainer:
             self.load_state_dict(found[1])
         else:
             self._start()
+        self.par.barrier()  # every rank has loaded before rank 0 writes a new checkpoint
         self.store.update_meta(status="running", steps_per_epoch=self.steps_per_epoch,
-                               total_steps=self.total_steps, layers=list(self.walk.layout.layers),
+                               total_steps=self.total_steps, processes=self.par.world,
+                               layers=list(self.walk.layout.layers),
                                parameters=self.walk.layout.numel, data_source=self.data.source,
                                sizes={k: len(getattr(self.data, k))
                                       for k in ("train", "val", "test", "probe")})
-        show = cfg.train.progress if progress is None else progress
+        show = (cfg.train.progress if progress is None else progress) and self.par.is_main
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=not show,
                    dynamic_ncols=True, desc=cfg.name)
         status, final = "completed", {}
@@ -181,7 +198,7 @@ class Trainer:
                 if halt_at_step is not None and self.step >= halt_at_step:
                     status = "halted"  # tests: behave like a kill, nothing more is written
                     break
-                if self.stop_requested:
+                if self.par.any(self.stop_requested):
                     self.store.flush()
                     self.checkpoint()
                     status = "stopped"
@@ -222,12 +239,14 @@ class Trainer:
         chunks = self._full_batch() if self.full_batch else [self._next_batch()]
         self.optimizer.zero_grad(set_to_none=True)
         n_total = sum(len(y) for _, y in chunks)
-        loss_sum = 0.0
-        for x, y in chunks:
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        for x, y in self._my_share(chunks):
             chunk_mean = F.cross_entropy(self.model(x), y)
-            (chunk_mean * (len(y) / n_total)).backward()  # lr is the step on the mean loss
-            loss_sum += chunk_mean.item() * len(y)
-        loss = loss_sum / n_total
+            # lr is the step on the mean loss over the whole (global) batch
+            (chunk_mean * (len(y) * self.par.world / n_total)).backward()
+            loss_sum += chunk_mean.detach().double().cpu() * len(y)
+        self.par.average_gradients(self.model.parameters())
+        loss = float(self.par.mean_(loss_sum)) * self.par.world / n_total
         if not math.isfinite(loss):
             self._diverged(loss)
             return None
@@ -271,6 +290,18 @@ class Trainer:
             self.store.flush()
         return final
 
+    def _my_share(self, chunks):
+        """The part of the global batch this process computes: all of it when alone; under
+        torchrun its contiguous shard of a mini-batch, or every world-th GD chunk."""
+        if not self.par.active:
+            return chunks
+        if self.full_batch:
+            if len(chunks) % self.par.world:
+                raise ConfigError(f"optim.gd_chunk: expected the training split to make a "
+                                  f"multiple of {self.par.world} chunks, got {len(chunks)}")
+            return chunks[self.par.rank :: self.par.world]
+        return [(self.par.shard(x), self.par.shard(y)) for x, y in chunks]
+
     def _next_batch(self):
         b = self.cfg.optim.batch_size
         if self.pos == 0:
@@ -296,6 +327,8 @@ class Trainer:
     @torch.no_grad()
     def _evaluate(self) -> dict:
         """Loss and accuracy of the current parameters on each split, in eval mode."""
+        if not self.par.is_main:
+            return {}  # only rank 0 logs them
         was = self.model.training
         self.model.eval()
         out = {}
