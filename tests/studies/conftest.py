@@ -3,9 +3,6 @@ files in the official formats (CIFAR-10 binary batches, MNIST IDX) for the paper
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 
 # Shrinks every study to a few runs of a few steps: a --set on a grid key collapses that
@@ -71,41 +68,6 @@ def small_study(tmp_path):
     return make
 
 
-# ---------------------------------------------------------------------------------------
-# dataset files in the official formats (same encodings as tests/data/conftest.py)
-
-CIFAR_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.bin",)
-
-
-def write_cifar(folder: Path, per_file: int) -> Path:
-    """cifar-10-batches-bin/ with the six binary batch files of `per_file` random records."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for seed, name in enumerate(CIFAR_FILES):
-        rng = np.random.default_rng(seed)
-        labels = rng.integers(0, 10, per_file, dtype=np.uint8)
-        pixels = rng.integers(0, 256, (per_file, 3 * 32 * 32), dtype=np.uint8)
-        (folder / name).write_bytes(np.concatenate([labels[:, None], pixels], axis=1).tobytes())
-    return folder
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """The IDX encoding of a uint8 array: magic, big-endian uint32 sizes, the bytes."""
-    header = bytes([0, 0, 0x08, array.ndim])
-    return header + np.asarray(array.shape, dtype=">u4").tobytes() + array.tobytes()
-
-
-def write_mnist(folder: Path, n_train: int, n_test: int) -> Path:
-    """The four raw MNIST IDX files with random images and cycling labels."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(idx_bytes(images))
-        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
-    return folder
-
-
 @pytest.fixture
 def one_thread():
     """torch on one thread for the test: conv layers on two threads of a busy 2-core machine
@@ -116,11 +78,3 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def paper_data(tmp_path_factory):
-    """{"cifar10": folder, "mnist": folder} of fixture-sized files in the official formats."""
-    root = tmp_path_factory.mktemp("paper-data")
-    return {"cifar10": write_cifar(root / "cifar-10-batches-bin", per_file=24),
-            "mnist": write_mnist(root / "mnist", n_train=120, n_test=40)}
