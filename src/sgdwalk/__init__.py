@@ -1,14 +1,27 @@
-"""sgdwalk: watch SGD walk through a network's loss landscape."""
+"""sgdwalk: watch SGD walk through a network's loss landscape.
+
+    from sgdwalk import Walk                 # the probes around any optimizer step
+    from sgdwalk.train import train          # the study's trainers
+    from sgdwalk import load_sweep           # stored runs as one table
+"""
 
 __version__ = "0.1.0"
 
-__all__ = ["load_sweep", "load_vectors"]
+# name -> module that defines it. Imported lazily, so `import sgdwalk` stays light (no
+# torch or pandas until one of these is asked for).
+_EXPORTS = {
+    "Walk": "sgdwalk.probes.walk",
+    "load_config": "sgdwalk.config",
+    "load_sweep": "sgdwalk.studies.tables",
+    "load_vectors": "sgdwalk.studies.tables",
+    "read_run": "sgdwalk.store",
+}
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
-    # Lazy, so `import sgdwalk` stays light (no pandas or torch until a table is asked for).
-    if name in ("load_sweep", "load_vectors"):
-        from sgdwalk.studies import tables
+    if name in _EXPORTS:
+        import importlib
 
-        return getattr(tables, name)
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'sgdwalk' has no attribute {name!r}")
