@@ -50,6 +50,7 @@ class DataConfig:
             )
         if self.synthetic_noise < 0:
             raise ConfigError(f"data.synthetic_noise: expected >= 0, got {self.synthetic_noise}")
+        _check_float32(self, "synthetic_noise")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class ModelConfig:
             raise ConfigError(f"model.widths: expected positive widths, got {list(self.widths)}")
         if not self.width_mult > 0:
             raise ConfigError(f"model.width_mult: expected > 0, got {self.width_mult}")
+        _check_float32(self, "width_mult")
         if self.depth < 8 or (self.depth - 2) % 6:
             raise ConfigError(f"model.depth: expected 6n+2 >= 8 (20, 56), got {self.depth}")
         _check_choice(self, "init", ("study", "torch"))
@@ -99,6 +101,8 @@ class OptimConfig:
                 raise ConfigError(f"optim.{name}: expected >= 0, got {getattr(self, name)}")
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
             raise ConfigError(f"optim.clip_grad_norm: expected > 0, got {self.clip_grad_norm}")
+        # they become float32 tensor scalars: a larger value is a traceback inside torch
+        _check_float32(self, "lr", "momentum", "weight_decay", "noise_scale", "clip_grad_norm")
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,7 @@ class WalkConfig:
                 raise ConfigError(
                     f"walk.line_sources: expected items of batch, probe, heldout, got {src!r}"
                 )
+        _check_float32(self, "line_min", "line_max", "sharpness_tol")
         if not self.line_min < self.line_max:
             raise ConfigError(
                 f"walk.line_min: expected < line_max ({self.line_max}), got {self.line_min}"
@@ -175,9 +180,9 @@ class WalkConfig:
             )
         if not self.sharpness_tol > 0:
             raise ConfigError(f"walk.sharpness_tol: expected > 0, got {self.sharpness_tol}")
-        if any(k <= 0 for k in self.barrier_ks):
+        if not self.barrier_ks or any(k <= 0 for k in self.barrier_ks):
             raise ConfigError(
-                f"walk.barrier_ks: expected positive gaps, got {list(self.barrier_ks)}"
+                f"walk.barrier_ks: expected one or more positive gaps, got {list(self.barrier_ks)}"
             )
         from sgdwalk.probes.schedule import parse_schedule  # validates the strings
 
@@ -207,6 +212,20 @@ def _check_positive(obj, *names):
         value = getattr(obj, name)
         if not value > 0:
             raise ConfigError(f"{section}{name}: expected an integer > 0, got {value}")
+
+
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32
+INT_LIMIT = 2**62  # larger integers overflow torch's int64 (seed + 2, sizes, products)
+
+
+def _check_float32(obj, *names):
+    """Each named float (None skipped) is finite and fits in float32, as tensors need."""
+    section = _SECTION.get(type(obj).__name__, "")
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
+            raise ConfigError(f"{section}{name}: expected a finite number within float32 "
+                              f"range (|x| <= 3.4e38), got {value}")
 
 
 def _check_positive_or_none(obj, *names):
@@ -256,7 +275,8 @@ def to_dict(config) -> dict:
 def from_dict(cls, data: dict, where: str = ""):
     """Build config class `cls` from nested dicts, checking keys and types."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a table, got {_describe(data)}")
+        raise ConfigError(f"{where.rstrip('.') or 'config'}: expected a table, got "
+                          f"{_describe(data)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -291,10 +311,13 @@ def coerce(value, hint, path: str):
             return value
         raise ConfigError(f"{path}: expected true or false, got {_describe(value)}")
     if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
         if isinstance(value, float) and value.is_integer():
-            return int(value)
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > INT_LIMIT:
+                raise ConfigError(f"{path}: expected an integer between -2**62 and 2**62, "
+                                  f"got {_describe(value)}")
+            return value
         raise ConfigError(f"{path}: expected an integer, got {_describe(value)}")
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -350,7 +373,7 @@ def read_toml(source: str) -> dict:
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise ConfigError(f"config: expected a TOML file or a preset name, got {source!r}")
-        text = path.read_text()
+        text = read_text_file(path, "config")
     else:
         resource = resources.files("sgdwalk") / "configs" / f"{source}.toml"
         if not resource.is_file():
@@ -363,6 +386,19 @@ def read_toml(source: str) -> dict:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {source}: expected valid TOML, got {exc}") from None
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """The UTF-8 text of a user's file; unreadable or undecodable is a one-line ConfigError."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: expected a readable file, got "
+                          f"{exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start : exc.start + 1]
+        raise ConfigError(f"{what} {path}: expected UTF-8 TOML text, got byte {byte!r} at "
+                          f"offset {exc.start}") from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -19,3 +19,7 @@ class DataError(SgdwalkError):
 
 class StoreError(SgdwalkError):
     """A run directory or metric store cannot be read or written."""
+
+
+class RunLockedError(StoreError):
+    """A run is being written by another process (its writer lock is held)."""

@@ -10,14 +10,20 @@ from sgdwalk.config import OptimConfig
 from sgdwalk.errors import ConfigError
 from sgdwalk.functional.noise import matched_isotropic_std, minibatch_noise_trace
 
+# step(closure) re-evaluates the loss itself (LBFGS); SparseAdam needs sparse gradients
+_UNFIT = tuple(getattr(torch.optim, name) for name in ("LBFGS", "SparseAdam")
+               if hasattr(torch.optim, name))
+
 
 def make_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
     """The torch.optim class named by `cfg.optimizer`, with lr, weight decay, momentum."""
     cls = getattr(torch.optim, cfg.optimizer, None)
-    if not (inspect.isclass(cls) and issubclass(cls, torch.optim.Optimizer)):
+    if not (inspect.isclass(cls) and issubclass(cls, torch.optim.Optimizer)) or (
+        cls in _UNFIT or cls is torch.optim.Optimizer
+    ):
         raise ConfigError(
-            f"optim.optimizer: expected a torch.optim class such as SGD or Adam, "
-            f"got {cfg.optimizer!r}"
+            f"optim.optimizer: expected a torch.optim class such as SGD or Adam (one that "
+            f"steps on dense gradients without a closure), got {cfg.optimizer!r}"
         )
     accepted = inspect.signature(cls.__init__).parameters
     kwargs = {"lr": cfg.lr}

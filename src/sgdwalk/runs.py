@@ -122,3 +122,6 @@ class FollowerStore:
 
     def close(self) -> None:
         self._reader.close()
+
+    def abandon(self) -> None:
+        self._reader.close()

@@ -12,6 +12,7 @@ stopped run exactly and rewrites any rows logged after the checkpoint with equal
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from sgdwalk.batch_sizes import check_batchnorm_batches
 from sgdwalk.config import RunConfig, config_from_toml
 from sgdwalk.data import load_dataset
 from sgdwalk.distributed import Parallel
@@ -39,6 +41,7 @@ class RunResult:
     status: str  # completed | diverged | stopped
     steps: int  # updates done
     final: dict  # the last epoch evaluation (train/val/test loss and accuracy)
+    already_done: bool = False  # the run was finished before this call: returned untouched
 
 
 def train(config: RunConfig, out: str | Path = "runs", *, progress: bool | None = None,
@@ -51,8 +54,9 @@ def train(config: RunConfig, out: str | Path = "runs", *, progress: bool | None 
     trainer = Trainer(config)  # data and model first: a bad config writes nothing
     if trainer.par.is_main:
         store = create_run(config, out)
-        if meta and store.meta().get("status") not in _FINISHED:
-            store.update_meta(**meta)
+        with _abandon_on_error(store):
+            if meta and store.meta().get("status") not in _FINISHED:
+                store.update_meta(**meta)
         trainer.par.barrier()
     else:  # torchrun: rank 0 creates the run, the others follow it
         trainer.par.barrier()
@@ -65,18 +69,32 @@ def resume(run_dir: str | Path, *, progress: bool | None = None,
     """Continue a stopped or killed run from its newest checkpoint."""
     par = Parallel.from_env(torch.device("cpu"))
     store = open_run(run_dir) if par.is_main else FollowerStore(run_dir)
-    config = config_from_toml(store.config_text())
-    return _run_unless_finished(Trainer(config), store, progress, halt_at_step)
+    with _abandon_on_error(store):
+        trainer = Trainer(config_from_toml(store.config_text()))
+    return _run_unless_finished(trainer, store, progress, halt_at_step)
 
 
 _FINISHED = ("completed", "diverged")
 
 
 def _run_unless_finished(trainer, store, progress, halt_at_step) -> RunResult:
-    if store.meta().get("status") in _FINISHED:
-        store.close()
-        return _result_of(store.path)
-    return trainer.attach(store).run(progress, halt_at_step)
+    with _abandon_on_error(store):
+        if store.meta().get("status") in _FINISHED:
+            store.close()
+            return _result_of(store.path)
+        return trainer.attach(store).run(progress, halt_at_step)
+
+
+@contextlib.contextmanager
+def _abandon_on_error(store):
+    """On any failure (a full disk, Ctrl-C twice, a bug) drop the rows not yet committed,
+    as a kill would, and free the writer lock now: the run resumes from its checkpoint, even
+    in this process (a sweep's next attempt), not only once the process has ended."""
+    try:
+        yield store
+    except BaseException:
+        store.abandon()
+        raise
 
 
 def _result_of(run_dir: Path) -> RunResult:
@@ -85,7 +103,7 @@ def _result_of(run_dir: Path) -> RunResult:
     with RunStore.open(run_dir) as store:
         meta = store.meta()
     return RunResult(run_dir, meta.get("status", "unknown"), meta.get("steps_done", 0),
-                     meta.get("final", {}))
+                     meta.get("final", {}), already_done=True)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -136,6 +154,8 @@ class Trainer:
             steps_per_epoch=self.steps_per_epoch,
             seed=cfg.train.seed + 2,
         )
+        check_batchnorm_batches(cfg, self.model, n, len(self.data.probe),
+                                min(len(heldout), cfg.data.probe_size), bool(self.walk.probes))
         self.step, self.pos = 0, 0
         self.perm = torch.arange(n)
         self.noise_std = 0.0
@@ -284,7 +304,8 @@ class Trainer:
                 self.store.log(self.step - 1, final)
                 self.store.update_meta(final=final)
             self.checkpoint()
-        elif t.checkpoint_every and self.step % t.checkpoint_every == 0:
+        elif (t.checkpoint_every and self.step % t.checkpoint_every == 0
+              or self.step == self.total_steps):  # max_steps mid-epoch: keep the final model
             self.checkpoint()
         elif self.step % t.flush_every == 0:
             self.store.flush()

@@ -85,6 +85,14 @@ def format_claims(claims: list[Claim]) -> str:
         lines.append("")
         lines.append("not tested (inputs missing):")
         lines.extend(f"  {c.id:4s} needs {c.needs}" for c in absent)
+    left_out = {}  # "left out diverged runs: a, b" notes, once each, with their claims
+    for c in claims:
+        for note in c.notes:
+            if note.startswith("left out "):
+                left_out.setdefault(note, []).append(c.id)
+    if left_out:  # a diverged or failed run is a result too: say which runs were set aside
+        lines.append("")
+        lines.extend(f"{note} (not in {', '.join(ids)})" for note, ids in left_out.items())
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ temporary folder, so no partial dataset is ever left where a later run would tru
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tarfile
@@ -18,6 +19,8 @@ import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from sgdwalk.errors import DataError
+
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def safe_extract(archive: Path, target: Path) -> None:
@@ -65,7 +68,26 @@ def _extract_all(archive: Path, into: Path) -> None:
     except DataError:
         raise
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise DataError(f"{archive}: expected a complete tar archive, got {exc}") from None
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            raise DataError(f"{into.parent}: expected free disk space to extract "
+                            f"{archive.name}, got: the disk is full") from None
+        raise DataError(f"{archive}: expected a complete tar archive, got "
+                        f"{_one_line(exc, archive)}") from None
+
+
+def _one_line(exc: BaseException, archive: Path) -> str:
+    """The error as one line: tarfile's several-line "could not be opened" (one line per
+    compression it tried) becomes a description of the file."""
+    text = str(exc).strip()
+    if text and "\n" not in text:
+        return text
+    try:
+        with open(archive, "rb") as f:
+            head = f.read(16)
+        size = archive.stat().st_size
+    except OSError as err:
+        return f"an unreadable file ({err.strerror})"
+    return f"a file that is not a tar archive ({size} bytes starting {head!r})"
 
 
 def _check_member(archive: Path, member: tarfile.TarInfo) -> None:

@@ -46,9 +46,14 @@ Reliability (each fault is a StoreError with one line; committed rows are never 
 | folder not writable            | "expected a writable folder to ..., got: Permission denied" |
 | disk full on flush             | "... got: the disk is full"; the batch rolls back, earlier  |
 |                                | rows stay intact, the batch stays buffered for a retry      |
-| disk full on a checkpoint      | temporary file removed, earlier checkpoints intact          |
+| disk full on a checkpoint      | "... got: the disk is full" (not torch's "unexpected pos"); |
+|                                | temporary file removed, earlier checkpoints intact          |
 | metrics.sqlite is not a store  | "expected an sqlite metric store, got ..." on open          |
-| a second writer                | "run <path> is being written by another process (pid N)"    |
+| a second writer                | RunLockedError "run <path> is being written by another      |
+|                                | process (pid N)"; `run_writer(path)` peeks at the holder    |
+|                                | (a sweep waits for it: see sgdwalk.studies.sweep)           |
+| a writer killed mid-write      | its `.NAME.tmp-PID` files are deleted by the next writer;   |
+|                                | uncommitted rows are gone, committed ones whole             |
 | newest checkpoint won't load   | refused, nothing in it executed (weights_only=True); no     |
 |                                | silent fall-back: the message names the previous checkpoint |
 | reader during a write          | a consistent committed prefix; the writer is never blocked  |
@@ -57,7 +62,7 @@ Reliability (each fault is a StoreError with one line; committed rows are never 
 
 from sgdwalk.store.metrics import SCHEMA_VERSION
 from sgdwalk.store.run import RunStore
-from sgdwalk.store.sweeps import read_manifest, run_meta, run_status, write_manifest
+from sgdwalk.store.sweeps import read_manifest, run_meta, run_status, run_writer, write_manifest
 from sgdwalk.store.tables import export_run, find_runs, read_run, read_runs, run_info
 
 __all__ = [
@@ -71,5 +76,6 @@ __all__ = [
     "run_info",
     "run_meta",
     "run_status",
+    "run_writer",
     "write_manifest",
 ]

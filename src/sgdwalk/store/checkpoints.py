@@ -70,15 +70,13 @@ def check_args(state, keep, where: str) -> None:
 def save(folder: Path, step: int, state: dict, keep: int, where: str) -> Path:
     """Write checkpoints/step-<step>.pt atomically, then delete all but the newest `keep`.
     The caller has run `check_args`."""
-    import torch
-
     try:
         folder.mkdir(exist_ok=True)
     except OSError as exc:
         raise fault(exc, where, "create the checkpoints folder") from None
     remove_stale_tmp(folder)
     path = folder / checkpoint_name(step)
-    write_atomic(path, lambda f: torch.save(state, f), where)
+    write_atomic(path, lambda f: _torch_save(state, f), where)
     for _, old in list_checkpoints(folder)[:-keep]:
         try:
             old.unlink()
@@ -87,6 +85,33 @@ def save(folder: Path, step: int, state: dict, keep: int, where: str) -> Path:
         except OSError as exc:
             raise fault(exc, where, f"delete the old checkpoint {old.name}") from None
     return path
+
+
+def _torch_save(state: dict, f) -> None:
+    """torch.save into file `f`. torch's zip writer turns an OSError of `f.write` (a full
+    disk) into a RuntimeError ("unexpected pos"); the OSError is raised instead, so the
+    caller reports the full disk."""
+    import torch
+
+    failed: list[OSError] = []
+
+    class Sink:
+        def write(self, data):
+            try:
+                return f.write(data)
+            except OSError as exc:
+                failed.append(exc)
+                raise
+
+        def flush(self):
+            f.flush()
+
+    try:
+        torch.save(state, Sink())
+    except RuntimeError:
+        if failed:
+            raise failed[0] from None
+        raise
 
 
 def load_latest(folder: Path, where: str, map_location="cpu") -> tuple[int, dict] | None:

@@ -11,17 +11,20 @@ import errno
 import fcntl
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from sgdwalk.errors import StoreError
+from sgdwalk.errors import RunLockedError, StoreError
 
 LOCK_NAME = ".lock"
 TMP_MARK = ".tmp-"
 
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
 _READ_ONLY = {errno.EACCES, errno.EPERM, errno.EROFS}
+_HELD = {errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES}
+_LOCK_TRIES = 5  # a lock held for an instant (`lock_holder` peeking) is waited for
 
 
 def fault(exc: BaseException, where: Path | str, doing: str) -> StoreError:
@@ -116,16 +119,21 @@ class WriterLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise fault(exc, f"run {run_dir}", "take the writer lock") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = _read_pid(fd)
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise StoreError(
-                    f"run {run_dir} is being written by another process (pid {holder})"
-                ) from None
-            raise fault(exc, f"run {run_dir}", "take the writer lock") from None
+        for attempt in range(_LOCK_TRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno in _HELD and attempt + 1 < _LOCK_TRIES:
+                    time.sleep(0.01)
+                    continue
+                holder = _read_pid(fd)
+                os.close(fd)
+                if exc.errno in _HELD:
+                    raise RunLockedError(
+                        f"run {run_dir} is being written by another process (pid {holder})"
+                    ) from None
+                raise fault(exc, f"run {run_dir}", "take the writer lock") from None
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -140,6 +148,29 @@ class WriterLock:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
+
+
+def lock_holder(run_dir: Path) -> str | None:
+    """The pid (text; "unknown" when unreadable) of the process holding the writer lock of
+    `run_dir`, or None when it is free. Peeks by taking the lock for an instant, which a
+    writer starting at that moment waits out (`_LOCK_TRIES`)."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise fault(exc, f"run {run_dir}", "read the writer lock") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in _HELD:
+            return _read_pid(fd)
+        raise fault(exc, f"run {run_dir}", "read the writer lock") from None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def _read_pid(fd: int) -> str:

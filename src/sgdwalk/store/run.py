@@ -10,7 +10,7 @@ import pandas as pd
 
 from sgdwalk.errors import StoreError
 from sgdwalk.store import checkpoints
-from sgdwalk.store.disk import LOCK_NAME, WriterLock, fault, write_text_atomic
+from sgdwalk.store.disk import LOCK_NAME, WriterLock, fault, remove_stale_tmp, write_text_atomic
 from sgdwalk.store.metrics import MetricDb
 from sgdwalk.store.values import MetricBuffer, check_step
 
@@ -69,6 +69,7 @@ class RunStore:
             raise fault(exc, where, "create the run folder") from None
         lock = WriterLock(path)
         try:
+            remove_stale_tmp(path)  # a writer killed mid-write left them; we hold the lock
             existing = sorted(p.name for p in path.iterdir() if p.name != LOCK_NAME)
             if existing and not exist_ok:
                 raise StoreError(
@@ -113,6 +114,8 @@ class RunStore:
                 f"{_describe_folder(path)}"
             )
         lock = WriterLock(path) if write else None
+        if lock is not None:
+            remove_stale_tmp(path)
         try:
             db = MetricDb(path / METRICS, write=write)
         except BaseException:
@@ -140,6 +143,18 @@ class RunStore:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
+
+    def abandon(self) -> None:
+        """After a failure: drop the rows not yet committed (what a kill would lose) and release
+        the writer lock now, not when the process ends. A no-op on a closed store."""
+        if self._buffer is not None:
+            self._buffer.clear()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> RunStore:
         return self

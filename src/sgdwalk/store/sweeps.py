@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from sgdwalk.errors import StoreError
-from sgdwalk.store.disk import fault, write_text_atomic
+from sgdwalk.store.disk import fault, lock_holder, write_text_atomic
 from sgdwalk.store.run import CONFIG, META, RunStore
 
 MANIFEST = "sweep.json"
@@ -73,3 +73,9 @@ def run_status(run_dir) -> str | None:
         return run_meta(run_dir).get("status")
     except StoreError:
         return None  # unreadable: training it again reports the real problem
+
+
+def run_writer(run_dir) -> str | None:
+    """The pid (text) of the process writing the run in `run_dir` now, or None when no
+    process holds its writer lock (a finished, stopped or killed run, or no run yet)."""
+    return lock_holder(Path(run_dir))

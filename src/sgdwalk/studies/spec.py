@@ -47,7 +47,7 @@ from typing import Any
 
 import tomllib
 
-from sgdwalk.config import RunConfig, from_dict, parse_override
+from sgdwalk.config import RunConfig, from_dict, parse_override, read_text_file
 from sgdwalk.errors import ConfigError
 
 SECTIONS = ("study", "base", "grid", "variant", "scale")
@@ -131,7 +131,7 @@ def _read_study(source: str) -> tuple[str, dict]:
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise ConfigError(f"study: expected a study name or a TOML file, got {source!r}")
-        text, stem = path.read_text(), path.stem
+        text, stem = read_text_file(path, "study"), path.stem
     else:
         resource = resources.files("sgdwalk") / "configs" / "studies" / f"{source}.toml"
         if not resource.is_file():
