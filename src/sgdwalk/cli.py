@@ -12,6 +12,7 @@ import sys
 from sgdwalk.errors import SgdwalkError
 
 EPILOG = """examples:
+  sgdwalk reproduce                          every study at cpu scale, then claims C1-C12
   sgdwalk train default                      the default preset on the embedded digits
   sgdwalk train default --set optim.lr=0.05 --set walk.preset=line
   sgdwalk train my_config.toml --out runs/
@@ -38,6 +39,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
+
+    p = sub.add_parser("reproduce", help="run every study, then decide claims C1-C12 on "
+                       "all of them and write one report",
+                       description="Reproduce the study: train every study (see `sgdwalk "
+                       "presets`) at one scale into OUT/<study>, as one sweep with one "
+                       "progress view (runs already complete are skipped, interrupted ones "
+                       "resume), then decide claims C1-C12 on all of them together and write "
+                       "OUT/claims.json and OUT/report.html.")
+    p.add_argument("--scale", choices=("cpu", "paper"), default="cpu",
+                   help="cpu: embedded digits, minutes on 2 cores (default); paper: the "
+                   "study's datasets and models")
+    p.add_argument("--out", default=None, help="root folder (default: runs/reproduce)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="runs trained at once (default: the number of CPU cores)")
+    p.add_argument("--studies", default=None, metavar="A,B,...",
+                   help="only these studies (default: all)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local worker processes (default) or Ray tasks")
+    p.add_argument("--address", default=None, help="Ray cluster address; default: start a "
+                   "local Ray instance")
+    _add_overrides(p)
+    _add_progress(p)
+    p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser("train", help="train one run with probes",
                        description="Train one run. CONFIG is a preset name (see `sgdwalk "
@@ -109,6 +133,22 @@ def _add_overrides(p):
 def _add_progress(p):
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                    help="no progress bar")
+
+
+def _cmd_reproduce(args) -> int:
+    from sgdwalk.studies.reproduce import DEFAULT_OUT, parse_studies, reproduce
+
+    result = reproduce(args.out or DEFAULT_OUT, scale=args.scale,
+                       studies=parse_studies(args.studies), workers=args.workers,
+                       backend=args.backend, address=args.address,
+                       overrides=args.overrides, progress=args.progress)
+    print(result.summary())
+    if result.claims:
+        print()
+        print(result.table)
+        print(f"claims written to: {result.claims_path}")
+        print(f"report: {result.report_path}")
+    return 130 if result.interrupted else 0 if result.ok else 1
 
 
 def _cmd_train(args) -> int:

@@ -108,7 +108,7 @@ def _share(blocks: dict, conds: dict, draw) -> float:
 
 
 def claim_c6(t: Tables, rng, n_boot):
-    runs = eligible(t)
+    runs = eligible(t, cid="C6")
     ks = barrier_ks(t.steps)
     ids = [r for r in runs.index if any(has_data(t.steps, f"barrier_floor_k{k}", [r])
                                         for k in ks)]
@@ -148,11 +148,11 @@ def claim_c6(t: Tables, rng, n_boot):
     cols = [f"barrier_floor_k{k}" for k in ks[:1]]
     return new_claim("C6", parts=parts, runs=ids, steps=steps_used(t, ids, *cols),
                      details={"line_source": src, "share_by_k": share_k}, needs=needs,
-                     notes=excluded_note(t))
+                     notes=excluded_note(t, cid="C6"))
 
 
 def claim_c7(t: Tables, rng, n_boot):
-    runs = eligible(t)
+    runs = eligible(t, cid="C7")
     ks = [k for k in barrier_ks(t.steps) if k in barrier_ks(t.steps, "iter")]
     ids = [r for r in runs.index
            if any(has_data(t.steps, f"barrier_floor_k{k}", [r]) and
@@ -233,4 +233,4 @@ def claim_c7(t: Tables, rng, n_boot):
     used = expl + (others if other_conds else [])
     return new_claim("C7", parts=parts, runs=used,
                      steps=steps_used(t, expl, f"barrier_floor_k{ks[0]}"), details=details,
-                     needs=needs, notes=excluded_note(t))
+                     needs=needs, notes=excluded_note(t, cid="C7"))

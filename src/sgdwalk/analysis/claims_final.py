@@ -61,7 +61,7 @@ def dominance_pairs(runs) -> list[tuple[int, int]]:
 
 
 def claim_c8(t: Tables, rng, n_boot):
-    runs = eligible(t)
+    runs = eligible(t, cid="C8")
     sharp = {r: v for r in runs.index if len(v := final_values(t, r, "sharp_lambda_max"))}
     acc = {r: v for r in runs.index if len(v := final_values(t, r, "test_acc"))}
     ids = [r for r in runs.index if r in sharp and r in acc]
@@ -102,7 +102,7 @@ def claim_c8(t: Tables, rng, n_boot):
                            "exploring - of the less exploring run) over the same pairs",
                            est["acc"], 0.0, "above", len(pairs), blocked=blocked),
     ]
-    notes = excluded_note(t)
+    notes = excluded_note(t, cid="C8")
     if "corr" in est:
         parts.append(Part.from_estimate("sharpness_accuracy_anticorrelation", "-Spearman "
                                         "correlation of final sharpness with final test_acc "
@@ -161,7 +161,7 @@ def claim_c9(t: Tables, rng, n_boot):
     gives every variant the same count): distance at common steps, final train loss and
     test accuracy at the same final evaluation steps, median height up to the common last
     step."""
-    runs = eligible(t, ("sgd", "gd_noise"))
+    runs = eligible(t, ("sgd", "gd_noise"), "C9")
     pairs = [(m, g) for g in noisy_conditions(runs) if (m := match_sgd(runs, g)) is not None]
     if not pairs:
         return missing("C9", "a GD + noise run (optim.algorithm=gd_noise) and an SGD run with "
@@ -229,4 +229,4 @@ def claim_c9(t: Tables, rng, n_boot):
     return new_claim("C9", parts=parts, combine="any", runs=used,
                      steps=steps_used(t, used, "dist_init"), details=details,
                      needs=("" if not absent else "inputs for: " + ", ".join(absent)),
-                     notes=excluded_note(t, ("sgd", "gd_noise")))
+                     notes=excluded_note(t, ("sgd", "gd_noise"), "C9"))

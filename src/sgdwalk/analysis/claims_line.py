@@ -134,28 +134,28 @@ def height_cosine_parts(t: Tables, runs, rng, n_boot):
 
 
 def claim_c1(t: Tables, rng, n_boot, algorithms=("sgd",), cid="C1"):
-    runs = eligible(t, algorithms)
+    runs = eligible(t, algorithms, cid)
     got = interior_convex_part(t, runs, rng, n_boot)
     if got is None:
         return missing(cid, LINE_NEEDS.format(cols="interior and line_*_convex")
                        + _alg_note(algorithms))
     part, used, steps, details = got
     return new_claim(cid, parts=[part], runs=used, steps=steps, details=details,
-                     notes=excluded_note(t, algorithms))
+                     notes=excluded_note(t, algorithms, cid))
 
 
 def claim_c2(t: Tables, rng, n_boot, algorithms=("sgd",), cid="C2"):
-    runs = eligible(t, algorithms)
+    runs = eligible(t, algorithms, cid)
     got = height_cosine_parts(t, runs, rng, n_boot)
     if got[0] is None:
         return missing(cid, got[1] + _alg_note(algorithms))
     parts, used, steps, details = got
     return new_claim(cid, parts=parts, runs=used, steps=steps, details=details,
-                     notes=excluded_note(t, algorithms))
+                     notes=excluded_note(t, algorithms, cid))
 
 
 def claim_c10(t: Tables, rng, n_boot):
-    runs = eligible(t)
+    runs = eligible(t, cid="C10")
     ids = list(runs.index)
     src = pick_line_source(t.steps, ("crossing",), ids)
     if src is None:
@@ -171,11 +171,11 @@ def claim_c10(t: Tables, rng, n_boot):
                               "below", n, MIN_GROUP)
     return new_claim("C10", parts=[part], runs=list(flags),
                      steps=steps_used(t, list(flags), col), details={"line_source": src},
-                     notes=excluded_note(t))
+                     notes=excluded_note(t, cid="C10"))
 
 
 def claim_c12(t: Tables, rng, n_boot):
-    runs = eligible(t, ("gd",))
+    runs = eligible(t, ("gd",), "C12")
     if not len(runs):
         return missing("C12", "a full-batch GD run (optim.algorithm=gd) with the line probe "
                        "(walk.preset=line or higher)")
@@ -188,7 +188,7 @@ def claim_c12(t: Tables, rng, n_boot):
     parts, used2, _, d2 = got2
     used = sorted(set(used1) | set(used2))
     return new_claim("C12", parts=[part, *parts], runs=used, steps=steps,
-                     details={**d1, **d2}, notes=excluded_note(t, ("gd",)))
+                     details={**d1, **d2}, notes=excluded_note(t, ("gd",), "C12"))
 
 
 def _alg_note(algorithms) -> str:

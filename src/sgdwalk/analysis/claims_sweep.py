@@ -151,7 +151,7 @@ def _fam_details(fams: list[Family], runs) -> list[dict]:
 
 
 def claim_c3(t: Tables, rng, n_boot):
-    runs = eligible(t)
+    runs = eligible(t, cid="C3")
     col = height_column(t.steps, list(runs.index))
     need = ("line_*_height (walk.line) or econ_height (walk.economy) on SGD runs differing "
             "only in optim.lr, >= 2 learning rates at one batch size (e.g. `sgdwalk sweep "
@@ -171,7 +171,7 @@ def claim_c3(t: Tables, rng, n_boot):
                "median_height": {runs.loc[f.runs[c][0], "label"]: float(v) for f in fams
                                  for c, v in zip(f.conds, median_values(f, heights, IDENTITY))}}
     return new_claim("C3", parts=[part], runs=used, steps=steps_used(t, used, col),
-                     details=details, notes=excluded_note(t))
+                     details=details, notes=excluded_note(t, cid="C3"))
 
 
 def _distance_families(t: Tables, runs, vary, x):
@@ -180,7 +180,7 @@ def _distance_families(t: Tables, runs, vary, x):
 
 
 def claim_c4(t: Tables, rng, n_boot):
-    runs = eligible(t)
+    runs = eligible(t, cid="C4")
     fams = _distance_families(t, runs, (BATCH,), "batch_size")
     if not fams:
         return missing("C4", "dist_init (walk.trajectory; preset cheap) on SGD runs differing "
@@ -208,7 +208,7 @@ def claim_c4(t: Tables, rng, n_boot):
                                         for k in ("epochs", "iters")}
     used = [r for f in fams for c in f.conds for r in f.runs[c]]
     return new_claim("C4", parts=parts, runs=used, steps=steps_used(t, used, "dist_init"),
-                     details=details, notes=excluded_note(t))
+                     details=details, notes=excluded_note(t, cid="C4"))
 
 
 def equal_ratio_pairs(runs) -> list[tuple[int, int]]:
@@ -227,7 +227,7 @@ def equal_ratio_pairs(runs) -> list[tuple[int, int]]:
 
 
 def claim_c5(t: Tables, rng, n_boot):
-    runs = eligible(t)
+    runs = eligible(t, cid="C5")
     pairs = equal_ratio_pairs(runs)
     dist = per_run(t, runs, "dist_init")
     col = height_column(t.steps, list(runs.index))
@@ -271,7 +271,7 @@ def claim_c5(t: Tables, rng, n_boot):
         return out
 
     est = estimate(stat, rng, n_boot)
-    parts, notes = [], excluded_note(t)
+    parts, notes = [], excluded_note(t, cid="C5")
     if pairs_h:
         parts.append(Part.from_estimate(
             "height_rel_diff", f"relative difference of median {col}, larger-lr "
@@ -295,7 +295,7 @@ def claim_c5(t: Tables, rng, n_boot):
 
 
 def claim_c11(t: Tables, rng, n_boot):
-    runs = eligible(t)
+    runs = eligible(t, cid="C11")
     align = per_run(t, runs, "align_topk")
     fams = with_data(families(runs, (BATCH,), "batch_size"), align)
     dist = per_run(t, runs, "dist_init")
@@ -320,4 +320,5 @@ def claim_c11(t: Tables, rng, n_boot):
     ]
     used = [r for f in fams for c in f.conds for r in f.runs[c]]
     return new_claim("C11", parts=parts, runs=used, steps=steps_used(t, used, "align_topk"),
-                     details={"families": _fam_details(fams, runs)}, notes=excluded_note(t))
+                     details={"families": _fam_details(fams, runs)},
+                     notes=excluded_note(t, cid="C11"))

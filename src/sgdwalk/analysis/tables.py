@@ -36,10 +36,12 @@ class Tables:
 
     def __init__(self, steps: pd.DataFrame, *, vectors: dict | None = None,
                  metas: dict | None = None, configs: dict | None = None,
-                 root: Path | None = None):
+                 root: Path | None = None, study_claims: dict | None = None):
         self.steps = prepare(steps)
         self.runs = runs_table(self.steps)
         self.root = root
+        # study name -> the claims it is meant to decide (its sweep.json's `claims`)
+        self.study_claims = {str(k): tuple(v) for k, v in (study_claims or {}).items()}
         self._vectors = dict(vectors or {})
         self._metas = dict(metas or {})
         self._configs = dict(configs or {})
@@ -47,10 +49,25 @@ class Tables:
 
     @classmethod
     def from_frames(cls, steps: pd.DataFrame, vectors: dict | None = None,
-                    metas: dict | None = None, configs: dict | None = None) -> Tables:
+                    metas: dict | None = None, configs: dict | None = None,
+                    study_claims: dict | None = None) -> Tables:
         """Tables from frames built by hand. vectors: name -> (run_id, step, v0..) frame;
-        metas: run_id -> meta dict; configs: run_id -> config TOML text."""
-        return cls(steps, vectors=vectors, metas=metas, configs=configs)
+        metas: run_id -> meta dict; configs: run_id -> config TOML text; study_claims:
+        study name -> the claim ids its runs are meant for (see `common.meant_for`)."""
+        return cls(steps, vectors=vectors, metas=metas, configs=configs,
+                   study_claims=study_claims)
+
+    def subset(self, run_ids) -> Tables:
+        """The same tables restricted to `run_ids` (vectors read so far, metas and configs
+        carried over; the rest is still read on demand)."""
+        ids = {str(r) for r in run_ids}
+        sub = Tables(self.steps[self.steps["run_id"].isin(ids)], root=self.root,
+                     metas={k: v for k, v in self._metas.items() if k in ids},
+                     configs={k: v for k, v in self._configs.items() if k in ids},
+                     study_claims=self.study_claims)
+        sub._vectors = {name: v[v["run_id"].isin(ids)] for name, v in self._vectors.items()}
+        sub._from_disk = self._from_disk
+        return sub
 
     def vectors(self, name: str) -> pd.DataFrame:
         """Rows of one vector metric for every run: columns run_id, step, v0..v{K-1}."""
@@ -109,7 +126,21 @@ def load(path) -> Tables:
     steps = _load_sweep(path)
     if steps is None:
         steps = _read(dirs)
-    return Tables(steps, root=path)
+    return Tables(steps, root=path, study_claims=manifest_claims(dirs))
+
+
+def manifest_claims(run_dirs) -> dict[str, tuple[str, ...]]:
+    """Study name -> the claims its sweep.json says the study is meant to decide, from the
+    manifests of the folders holding `run_dirs` (runs outside a sweep contribute nothing)."""
+    from sgdwalk.store import read_manifest
+
+    out: dict[str, tuple[str, ...]] = {}
+    for folder in sorted({Path(d).parent for d in run_dirs}):
+        manifest = read_manifest(folder) or {}
+        study, claims = manifest.get("study"), manifest.get("claims")
+        if isinstance(study, str) and isinstance(claims, list):
+            out[study] = tuple(dict.fromkeys([*out.get(study, ()), *map(str, claims)]))
+    return out
 
 
 def _load_sweep(path: Path) -> pd.DataFrame | None:

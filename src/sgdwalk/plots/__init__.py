@@ -12,25 +12,43 @@ from sgdwalk.plots.compare import algorithms, barrier_map
 from sgdwalk.plots.lines import line_heatmap, line_run, strip
 from sgdwalk.plots.sweep import alignment, distance, height_vs_lr, sharpness
 
+# figure -> the claim whose runs it draws: on a table of several studies (a reproduction)
+# each figure shows the runs of the studies meant for that claim
+FIGURE_CLAIMS = {"strip": "C1", "line_heatmap": "C1", "height_vs_lr": "C3", "distance": "C4",
+                 "barrier_map": "C6", "sharpness": "C8", "algorithms": "C9",
+                 "alignment": "C11"}
+
 
 def make_figures(tables) -> list[Figure | Skipped]:
     """Every figure of the report, in reading order: the strip at the first and at the
     last epoch with line curves, the line heat map, height vs lr, distance, barriers,
-    sharpness and accuracy, the algorithm overlays, alignment."""
-    out = [strip(tables)]
-    found = line_run(tables)
+    sharpness and accuracy, the algorithm overlays, alignment. Each draws the runs meant
+    for its claim (FIGURE_CLAIMS; `sgdwalk.analysis.common.meant_for`)."""
+    from sgdwalk.analysis.common import claim_tables
+
+    scoped = {}
+
+    def of(name):
+        cid = FIGURE_CLAIMS[name]
+        if cid not in scoped:
+            scoped[cid] = claim_tables(tables, cid)
+        return scoped[cid]
+
+    lines = of("strip")
+    out = [strip(lines)]
+    found = line_run(lines)
     if found is not None:
         r, _, curves, _ = found
-        spe = tables.runs.loc[r, "steps_per_epoch"]
+        spe = lines.runs.loc[r, "steps_per_epoch"]
         last = int(curves.index.max() // spe + 1)
         first = int(curves.index.min() // spe + 1)
         if last != first:
-            second = strip(tables, epoch=last)
+            second = strip(lines, epoch=last)
             if getattr(second, "title", None) != getattr(out[0], "title", None):
                 out.append(second)
     for fn in (line_heatmap, height_vs_lr, distance, barrier_map, sharpness, algorithms,
                alignment):
-        out.append(fn(tables))
+        out.append(fn(of(fn.__name__)))
     return out
 
 

@@ -47,9 +47,10 @@ pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 0.85em; 
 VERSION_KEYS = ("sgdwalk", "torch", "python", "numpy", "git_revision")
 
 
-def write_report(source, out=None, n_boot: int = N_BOOT) -> Path:
+def write_report(source, out=None, n_boot: int = N_BOOT, claims=None) -> Path:
     """Write the HTML report of `source` (a run folder, a folder of runs, or a Tables) to
-    `out` (default: SOURCE/report.html); returns its path."""
+    `out` (default: SOURCE/report.html); returns its path. claims: the claims already
+    decided on `source` (default: decided here)."""
     from sgdwalk.store.disk import fault, write_text_atomic
 
     t = as_tables(source)
@@ -58,7 +59,7 @@ def write_report(source, out=None, n_boot: int = N_BOOT) -> Path:
             raise ValueError("write_report: expected `out` for tables not read from a folder")
         out = Path(t.root) / "report.html"
     out = Path(out)
-    text = render_report(t, n_boot=n_boot)
+    text = render_report(t, n_boot=n_boot, claims=claims)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -67,9 +68,10 @@ def write_report(source, out=None, n_boot: int = N_BOOT) -> Path:
     return out
 
 
-def render_report(t, n_boot: int = N_BOOT) -> str:
-    """The report of a Tables as one HTML string."""
-    claims = decide_claims(t, n_boot=n_boot)
+def render_report(t, n_boot: int = N_BOOT, claims=None) -> str:
+    """The report of a Tables as one HTML string (claims: as `write_report`)."""
+    if claims is None:
+        claims = decide_claims(t, n_boot=n_boot)
     figures = make_figures(t)
     summary = summarize_runs(t)
     name = Path(t.root).name if t.root is not None else "tables"

@@ -7,6 +7,12 @@ whatever the backend, and writes its own run folder; the sweep writes sweep.json
 `sgdwalk.store`) after each run. A run that diverges is a result; a run that raises is
 recorded as failed with its one-line error and the sweep goes on; a run that is stopped
 (Ctrl-C) stops the sweep, and starting the same sweep again continues it.
+
+Several sweeps of the same study may run at once under one OUT (more processes, other
+machines on a shared filesystem): a run is trained by whichever process takes its writer
+lock first; the others put it aside ("busy"), train the rest, then wait for its lock to be
+released and record the outcome the other process stored (or resume it, if that process
+died). No run is trained twice at once, and every sweep ends knowing every run.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sgdwalk.config import config_from_toml, config_to_toml
-from sgdwalk.errors import ConfigError
+from sgdwalk.errors import ConfigError, RunLockedError
 from sgdwalk.runs import now, run_dir_name, run_id
-from sgdwalk.store import read_manifest, run_meta, run_status, write_manifest
+from sgdwalk.store import read_manifest, run_meta, run_status, run_writer, write_manifest
 from sgdwalk.studies.spec import Study
 
 DONE = ("completed", "diverged")  # a run in either state is never trained again
@@ -43,6 +49,7 @@ class RunRecord:
     seconds: float | None = None  # wall time of this sweep's attempt
     error: str | None = None  # failed: the one-line error
     skipped: bool = False  # already done before this sweep started
+    elsewhere: bool = False  # finished by another process while this sweep waited for it
 
     def row(self) -> dict:
         return {"name": self.name, "run_id": self.run_id, "dir": self.dir,
@@ -72,9 +79,11 @@ class SweepResult:
         for r in self.records:
             counts[r.status] = counts.get(r.status, 0) + 1
         skipped = sum(r.skipped for r in self.records)
+        elsewhere = sum(r.elsewhere for r in self.records)
         parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        other = f"; {elsewhere} finished by another process" if elsewhere else ""
         lines = [f"{self.study.name} ({self.study.scale}, {self.backend}): {len(self.records)} "
-                 f"runs: {parts}; {skipped} already done; {self.seconds:.0f} s"]
+                 f"runs: {parts}; {skipped} already done{other}; {self.seconds:.0f} s"]
         for r in self.records:
             if r.status == "failed":
                 lines.append(f"  failed   {r.name}: {r.error}")
@@ -98,44 +107,105 @@ def run_sweep(study: Study, out="runs", workers: int = 1, backend: str = "local"
         address: Ray cluster address (ray backend); None starts a local Ray instance.
         progress: a bar over runs with one line per finished run (default: on).
     """
+    return run_studies([study], out, workers, backend, address, progress)[0]
+
+
+def run_studies(studies: list[Study], out="runs", workers: int = 1, backend: str = "local",
+                address: str | None = None, progress: bool | None = None,
+                label: str | None = None) -> list[SweepResult]:
+    """Train the runs of several studies as one sweep: one pool of `workers` (so no worker
+    idles between studies) and one progress view; each study keeps its own folder
+    out/<study>/ and manifest. Arguments as `run_sweep`; label names the progress bar
+    (default: the first study). Returns one SweepResult per study, in order; their
+    `seconds` is the wall time of the whole call."""
     if backend not in BACKENDS:
         raise ConfigError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers: expected an integer >= 1, got {workers!r}")
-    root = Path(out) / study.name
+    names = [s.name for s in studies]
+    if not studies or len(set(names)) != len(names):
+        raise ConfigError(f"studies: expected one or more distinct studies, got {names}")
     started = time.perf_counter()
-    manifest = _Manifest(root, study, backend, workers)
-    records = [_record(entry, root, manifest.old_rows) for entry in study.entries]
-    manifest.write(records)
-    todo = [r for r in records if not r.skipped]
-    tasks = {r.name: _task(entry, root, study) for r, entry in zip(records, study.entries)
-             if not r.skipped}
-    view = _ProgressView(len(records), len(records) - len(todo), study.name,
+    sweeps = []  # (study, root, manifest, records)
+    for study in studies:
+        root = Path(out) / study.name
+        manifest = _Manifest(root, study, backend, workers)
+        records = [_record(entry, root, manifest.old_rows) for entry in study.entries]
+        manifest.write(records)
+        sweeps.append((study, root, manifest, records))
+    owner, tasks = {}, []  # run name -> (manifest, records, record); tasks in study order
+    for study, root, manifest, records in sweeps:
+        for record, entry in zip(records, study.entries):
+            if record.name in owner:
+                raise ConfigError(f"studies: expected distinct run names, got "
+                                  f"{record.name!r} twice")
+            owner[record.name] = (manifest, records, record)
+            if not record.skipped:
+                tasks.append(_task(entry, root, study))
+    total = sum(len(records) for *_, records in sweeps)
+    view = _ProgressView(total, total - len(tasks), label or names[0],
                          True if progress is None else progress)
-    by_name = {r.name: r for r in records}
+
+    busy: dict[str, dict] = {}  # run name -> task, for runs another process is writing
+    task_of = {task["name"]: task for task in tasks}
 
     def done(outcome: dict) -> None:
-        record = by_name[outcome["name"]]
+        manifest, records, record = owner[outcome["name"]]
+        if outcome["status"] == "busy":  # come back to it once its writer lets go
+            busy[record.name] = task_of[record.name]
+            record.status = "running"
+            manifest.write(records)
+            view.note(f"busy      {record.name}: {outcome['error']}; waiting for it")
+            return
         record.status, record.steps = outcome["status"], outcome["steps"]
         record.seconds, record.error = outcome["seconds"], outcome.get("error")
+        record.elsewhere = bool(outcome.get("already_done"))  # finished since this sweep began
         manifest.write(records)
         view.finished(record)
 
-    interrupted = False
-    try:
+    def dispatch(batch: list[dict]) -> bool:
         if backend == "ray":
             from sgdwalk.studies.ray_backend import run_on_ray
 
-            interrupted = run_on_ray([tasks[r.name] for r in todo], workers, address, done)
-        elif workers == 1:
-            interrupted = _run_in_process([tasks[r.name] for r in todo], done)
-        else:
-            interrupted = _run_in_pool([tasks[r.name] for r in todo], workers, done)
+            return run_on_ray(batch, workers, address, done)
+        if workers == 1:
+            return _run_in_process(batch, done)
+        return _run_in_pool(batch, workers, done)
+
+    def settle(free: list[str]) -> list[dict]:
+        """Record the busy runs another process finished; return the others to train."""
+        again = []
+        for name in free:
+            task = busy.pop(name)
+            manifest, records, record = owner[name]
+            run_dir = Path(task["root"]) / record.dir
+            status = run_status(run_dir)
+            if status in DONE:
+                record.status, record.elsewhere = status, True
+                record.steps = int(run_meta(run_dir).get("steps_done", 0))
+                manifest.write(records)
+                view.finished(record)
+            else:  # its writer stopped or died: resume it here
+                again.append(task)
+        return again
+
+    interrupted = False
+    try:
+        interrupted = dispatch(tasks)
+        while busy and not interrupted:
+            free = _wait_for_writers(busy, owner)
+            if free is None:  # Ctrl-C while waiting
+                interrupted = True
+            elif again := settle(free):
+                interrupted = dispatch(again)
     finally:
         view.close()
-        manifest.write(records)
-    return SweepResult(root, study, records, time.perf_counter() - started,
-                       interrupted or any(r.status == "stopped" for r in records), backend)
+        for _, _, manifest, records in sweeps:
+            manifest.write(records)
+    seconds = time.perf_counter() - started
+    return [SweepResult(root, study, records, seconds,
+                        interrupted or any(r.status == "stopped" for r in records), backend)
+            for study, root, _, records in sweeps]
 
 
 def _record(entry, root: Path, old_rows: dict) -> RunRecord:
@@ -181,8 +251,10 @@ class _Manifest:
 def run_one(task: dict, threads: int | None = None) -> dict:
     """Train one run of a sweep; never raises for a failing run (the outcome says so).
 
-    Returns {name, status, steps, seconds, run_dir, error}: status is the training's
-    (completed | diverged | stopped) or "failed" with `error` the exception's one line.
+    Returns {name, status, steps, seconds, run_dir, error, already_done}: status is the
+    training's (completed | diverged | stopped), "failed" with `error` the exception's one
+    line, or "busy" when another process holds the run's writer lock (nothing was written);
+    already_done: the run had been finished (by another process) before this call.
     """
     import torch
 
@@ -198,7 +270,10 @@ def run_one(task: dict, threads: int | None = None) -> dict:
         # float results depend on the thread count: record it with the run
         meta = {**task["meta"], "torch_threads": torch.get_num_threads()}
         result = train(config, task["root"], progress=False, meta=meta)
-        outcome.update(status=result.status, steps=result.steps, run_dir=str(result.run_dir))
+        outcome.update(status=result.status, steps=result.steps, run_dir=str(result.run_dir),
+                       already_done=result.already_done)
+    except RunLockedError as exc:  # another process is training it: the sweep comes back
+        outcome.update(status="busy", error=one_line(exc))
     except Exception as exc:  # any failure of one run is recorded; the sweep goes on
         outcome["error"] = one_line(exc)
     outcome["seconds"] = round(time.perf_counter() - started, 3)
@@ -213,6 +288,23 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, SgdwalkError):
         return message or type(exc).__name__
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+WAIT_POLL_S = 1.0  # how often a sweep looks whether another process let go of a run
+
+
+def _wait_for_writers(busy: dict, owner: dict) -> list[str] | None:
+    """Block until at least one busy run's writer lock is free; their names, or None on
+    Ctrl-C. A writer that died let go at once (the kernel drops its lock)."""
+    try:
+        while True:
+            free = [name for name, task in busy.items()
+                    if run_writer(Path(task["root"]) / owner[name][2].dir) is None]
+            if free:
+                return free
+            time.sleep(WAIT_POLL_S)
+    except KeyboardInterrupt:
+        return None
 
 
 def _run_in_process(tasks: Iterable[dict], done: Callable[[dict], None]) -> bool:
@@ -329,6 +421,10 @@ class _ProgressView:
                 line += f": {record.error}"
             self.bar.write(line)
         self.bar.update(1)
+
+    def note(self, line: str) -> None:
+        if self.show:
+            self.bar.write(line)
 
     def close(self) -> None:
         self.bar.close()

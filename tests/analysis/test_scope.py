@@ -1,0 +1,84 @@
+"""Which runs a claim reads: on a table holding several studies, the runs of the studies
+that declare the claim (their sweep.json's `claims`); elsewhere, every run."""
+
+import numpy as np
+import pandas as pd
+
+from sgdwalk.analysis import SUPPORTED, decide_claims
+from sgdwalk.analysis.common import claim_tables
+from sgdwalk.analysis.synthetic import run_frame
+from sgdwalk.analysis.tables import Tables, manifest_claims
+from sgdwalk.store import write_manifest
+
+N_BOOT = 200
+
+
+def line_run(rng, run_id, study, p_interior, lr=1.0, algorithm="sgd"):
+    n = 60
+    cols = {
+        "line_probe_interior": (rng.random(n) < p_interior).astype(float),
+        "line_probe_convex": np.ones(n),
+        "line_probe_height": np.ones(n),
+        "line_probe_eps": np.full(n, 0.1),
+        "line_probe_crossing": np.zeros(n),
+        "cos_update": np.full(n, -0.5),
+    }
+    spe = 20 if algorithm == "sgd" else 1
+    table = run_frame(run_id, cols, steps_per_epoch=spe, lr=lr, algorithm=algorithm)
+    table["study"] = study
+    return table
+
+
+def sweep(rng):
+    """trajectory: an SGD run with interior floors and a GD run; lr-batch and noise: runs
+    without them (a study about other claims, at other learning rates)."""
+    return pd.concat([
+        line_run(rng, "traj-sgd", "trajectory", 1.0),
+        line_run(rng, "traj-gd", "trajectory", 1.0, lr=4.0, algorithm="gd"),
+        line_run(rng, "lrb-sgd", "lr-batch", 0.05, lr=0.5),
+        line_run(rng, "noise-gd", "noise", 0.05, lr=1.0, algorithm="gd"),
+    ], ignore_index=True)
+
+
+def claims(tables):
+    return {c.id: c for c in decide_claims(tables, n_boot=N_BOOT, only=["C1", "C10", "C12"])}
+
+
+def test_a_claim_reads_only_the_studies_that_declare_it():
+    t = Tables.from_frames(sweep(np.random.default_rng(0)), study_claims={
+        "trajectory": ("C1", "C2", "C12"), "lr-batch": ("C3",), "noise": ("C9",)})
+    got = claims(t)
+    assert got["C1"].runs == ["traj-sgd"] and got["C1"].verdict == SUPPORTED
+    assert got["C12"].runs == ["traj-gd"] and got["C12"].verdict == SUPPORTED
+    # no study declares C10: it pools every SGD run
+    assert sorted(got["C10"].runs) == ["lrb-sgd", "traj-sgd"]
+
+
+def test_without_declared_claims_every_run_is_pooled():
+    got = claims(Tables.from_frames(sweep(np.random.default_rng(0))))
+    assert sorted(got["C1"].runs) == ["lrb-sgd", "traj-sgd"]
+    assert sorted(got["C12"].runs) == ["noise-gd", "traj-gd"]
+    # the lr-batch run's steps drag the share down to about half
+    assert got["C1"].verdict != SUPPORTED and got["C1"].parts[0].value < 0.6
+
+
+def test_manifest_claims_come_from_each_study_folder(tmp_path):
+    for study, ids in (("trajectory", ["C1", "C2"]), ("noise", ["C9"])):
+        write_manifest(tmp_path / study, {"study": study, "claims": ids, "runs": []})
+    (tmp_path / "loose").mkdir()
+    dirs = [tmp_path / "trajectory" / "run-a", tmp_path / "noise" / "run-b",
+            tmp_path / "loose" / "run-c"]
+    assert manifest_claims(dirs) == {"trajectory": ("C1", "C2"), "noise": ("C9",)}
+
+
+def test_claim_tables_hold_the_runs_meant_for_the_claim_and_their_vectors():
+    steps = sweep(np.random.default_rng(0))
+    vectors = {"line_probe": pd.DataFrame({"run_id": ["traj-sgd", "lrb-sgd"], "step": [0, 0],
+                                           "v0": [1.0, 2.0]})}
+    t = Tables.from_frames(steps, vectors=vectors, study_claims={"trajectory": ("C1",),
+                                                                 "lr-batch": ("C3",)})
+    sub = claim_tables(t, "C1")
+    assert list(sub.runs.index) == ["traj-gd", "traj-sgd"]
+    assert list(sub.vectors("line_probe")["run_id"]) == ["traj-sgd"]
+    assert set(sub.steps["run_id"]) == {"traj-gd", "traj-sgd"}
+    assert claim_tables(t, "C10") is t  # declared by no study: every run
