@@ -11,7 +11,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sgdwalk.functional import cosine, segment_cosines, segment_dots, segment_norms
+from sgdwalk.functional import (
+    cosine,
+    dot64,
+    segment_cosines,
+    segment_dots,
+    segment_grams,
+    segment_norms,
+)
 
 
 def vectors(n=1000, seed=0, dtype=torch.float64):
@@ -99,3 +106,33 @@ def test_segment_values_reject_bad_bounds(bounds, msg):
     a, _ = vectors()
     with pytest.raises(ValueError, match=msg):
         segment_norms(a, bounds)
+
+
+# ---------------------------------------------------------------- segment_grams, dot64
+
+
+def test_segment_grams_are_every_pairwise_dot_on_every_segment():
+    gen = torch.Generator().manual_seed(3)
+    vs = [torch.randn(1000, generator=gen, dtype=torch.float32) for _ in range(3)]
+    bounds = [(500, 1000), (0, 100), (100, 400), (400, 400), (420, 480)]  # any order, a gap
+    X = np.stack([v.double().numpy() for v in vs])
+    for block in (7, 64, 300, 2**16):  # segments cut across blocks, or not
+        G = segment_grams(vs, bounds, block=block)
+        assert G.dtype == torch.float64 and G.shape == (5, 3, 3)
+        for s, (a, b) in enumerate(bounds):
+            np.testing.assert_allclose(G[s].numpy(), X[:, a:b] @ X[:, a:b].T, rtol=1e-12,
+                                       atol=1e-12)
+    with pytest.raises(ValueError, match="non-overlapping"):
+        segment_grams(vs, [(0, 10), (5, 20)])
+    with pytest.raises(ValueError, match="one length"):
+        segment_grams([vs[0], vs[1][:-1]], [(0, 10)])
+
+
+def test_dot64_is_the_float64_dot_product_in_blocks():
+    gen = torch.Generator().manual_seed(4)
+    a, b = (torch.randn(10_001, generator=gen, dtype=torch.float32) for _ in range(2))
+    exact = float(a.double().numpy() @ b.double().numpy())
+    assert dot64(a, b) == float(torch.dot(a.double(), b.double()))  # one block: the same
+    assert dot64(a, b, block=1000) == pytest.approx(exact, rel=1e-12)
+    with pytest.raises(ValueError, match="same length"):
+        dot64(a, b[:-1])

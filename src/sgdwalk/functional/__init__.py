@@ -34,7 +34,14 @@ from sgdwalk.functional.noise import (
     minibatch_noise_trace,
     per_coordinate_variance,
 )
-from sgdwalk.functional.vector import cosine, segment_cosines, segment_dots, segment_norms
+from sgdwalk.functional.vector import (
+    cosine,
+    dot64,
+    segment_cosines,
+    segment_dots,
+    segment_grams,
+    segment_norms,
+)
 
 __all__ = [
     "CURVE_KEYS",
@@ -45,6 +52,7 @@ __all__ = [
     "cubic_floor",
     "curve_summary",
     "directional_curvature",
+    "dot64",
     "grad_and_hvp",
     "hvp",
     "lanczos",
@@ -62,5 +70,6 @@ __all__ = [
     "segment_barrier",
     "segment_cosines",
     "segment_dots",
+    "segment_grams",
     "segment_norms",
 ]

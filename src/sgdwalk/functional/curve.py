@@ -3,7 +3,10 @@
 The line curve of the update u_t is f(a) = L(theta_t + a * u_t), sampled on a sorted grid
 of step fractions a that contains 0 (the iterate before the update) and 1 (after it). The
 functions here take that grid and the sampled values and know nothing of where they came
-from. All arithmetic is float64; float32 inputs are promoted.
+from. All arithmetic is float64; float32 inputs are promoted. A K-point curve is analysed
+on the host in plain Python floats after one transfer of its K values (per-example losses
+in NumPy): at K ~ 13 a kernel launch costs more than the arithmetic, and the line probe
+runs this once per source at every probed step (benchmarks/line_floor.py).
 
 Missing values: a non-finite sample (NaN or +-inf, e.g. a diverged probe) is *missing*.
 The floor ignores missing samples; every other output that depends on a missing sample is
@@ -13,7 +16,9 @@ NaN. Nothing here raises on non-finite data; only malformed grids raise `ValueEr
 from __future__ import annotations
 
 import math
+import operator
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -59,17 +64,28 @@ def make_grid(lo: float, hi: float, points: int) -> Tensor:
     return torch.unique(torch.cat([g, ends]), sorted=True)
 
 
-def _as_f64(x) -> Tensor:
-    return torch.as_tensor(x).detach().to(device="cpu", dtype=torch.float64).reshape(-1)
+def _array64(x) -> np.ndarray:
+    """x as a 1-D float64 NumPy array on the host (no copy when it already is one)."""
+    if isinstance(x, Tensor):
+        x = x.detach()
+        if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+            x = x.to(device="cpu", dtype=torch.float64)
+        x = x.numpy()
+    return np.asarray(x, dtype=np.float64).reshape(-1)
 
 
-def _check_grid(grid: Tensor, values: Tensor, where: str) -> None:
-    if grid.shape != values.shape:
+def _floats(x) -> list[float]:
+    """x as a flat list of Python floats (float64)."""
+    return _array64(x).tolist()
+
+
+def _check_grid(grid: list[float], values: list[float], where: str) -> None:
+    if len(grid) != len(values):
         raise ValueError(
             f"{where}: expected grid and values of the same shape, "
-            f"got {tuple(grid.shape)} and {tuple(values.shape)}"
+            f"got {(len(grid),)} and {(len(values),)}"
         )
-    if grid.numel() and not (torch.isfinite(grid).all() and (grid[1:] > grid[:-1]).all()):
+    if not all(map(math.isfinite, grid)) or any(map(operator.le, grid[1:], grid)):
         raise ValueError(f"{where}: expected a finite, strictly increasing grid")
 
 
@@ -92,17 +108,23 @@ def refine_floor(grid: Tensor, values: Tensor) -> tuple[float, float]:
     Returns:
         (a_star, floor_loss) as floats; (nan, nan) if no value is finite.
     """
-    a, f = _as_f64(grid), _as_f64(values)
+    a, f = _floats(grid), _floats(values)
     _check_grid(a, f, "refine_floor")
-    ok = torch.isfinite(f)
-    a, f = a[ok], f[ok]
-    if f.numel() == 0:
+    return _refine(a, f)
+
+
+def _refine(a: list[float], f: list[float]) -> tuple[float, float]:
+    """`refine_floor` on checked lists."""
+    if not all(map(math.isfinite, f)):
+        keep = [i for i, v in enumerate(f) if math.isfinite(v)]
+        a, f = [a[i] for i in keep], [f[i] for i in keep]
+    if not f:
         return _NAN, _NAN
-    i = int(torch.argmin(f))
-    if i == 0 or i == f.numel() - 1:
-        return float(a[i]), float(f[i])
-    x0, x1, x2 = (float(v) for v in a[i - 1 : i + 2])
-    y0, y1, y2 = (float(v) for v in f[i - 1 : i + 2])
+    i = min(range(len(f)), key=f.__getitem__)  # the first smallest, as argmin
+    if i == 0 or i == len(f) - 1:
+        return a[i], f[i]
+    x0, x1, x2 = a[i - 1 : i + 2]
+    y0, y1, y2 = f[i - 1 : i + 2]
     d1 = (y1 - y0) / (x1 - x0)
     c = ((y2 - y1) / (x2 - x1) - d1) / (x2 - x0)
     if not c > 0:
@@ -111,35 +133,54 @@ def refine_floor(grid: Tensor, values: Tensor) -> tuple[float, float]:
     return x, min(y0 + d1 * (x - x0) + c * (x - x0) * (x - x1), y1)
 
 
-def _second_differences(a: Tensor, f: Tensor) -> Tensor:
+def _second_differences(a: list[float], f: list[float]) -> list[float]:
     """D_i = 2 (chord_i - f_i), the chord joining the neighbours evaluated at a_i.
 
     On a uniform grid D_i = f_{i-1} - 2 f_i + f_{i+1} exactly; on any grid D_i < 0 means
     f_i lies |D_i| / 2 above the chord, so D_i >= -eps is "convex within the noise".
     """
-    w = (a[2:] - a[1:-1]) / (a[2:] - a[:-2])  # weight of the left neighbour
-    chord = w * f[:-2] + (1.0 - w) * f[2:]
-    return 2.0 * (chord - f[1:-1])
+    out = []
+    for i in range(1, len(a) - 1):
+        w = (a[i + 1] - a[i]) / (a[i + 1] - a[i - 1])  # weight of the left neighbour
+        out.append(2.0 * (w * f[i - 1] + (1.0 - w) * f[i + 1] - f[i]))
+    return out
 
 
-def _quadratic_fit(a: Tensor, f: Tensor) -> tuple[float, float]:
+def _dot(u: list[float], v: list[float]) -> float:
+    return math.fsum(map(operator.mul, u, v))
+
+
+def _quadratic_fit(a: list[float], f: list[float]) -> tuple[float, float]:
     """Least-squares q(a) = p0 + p1 a + p2 a^2; returns (R^2, q'' = 2 p2).
 
-    R^2 = 1 - SS_res / SS_tot; a constant curve (SS_tot = 0) is fitted exactly: R^2 = 1.
+    Solved with the polynomials 1, q1, q2 orthogonal on the sample points (three-term
+    Gram-Schmidt of 1, s, s^2 with s the centred and scaled abscissae), which is as stable
+    as a QR least-squares solve: q1 = s - mean(s), q2 = s^2 - b q1 - mean(s^2) with
+    b = <s^2, q1> / <q1, q1>, coefficients c_k = <f, q_k> / <q_k, q_k>, and p2 = c2 because
+    only q2 holds s^2. R^2 = 1 - SS_res / SS_tot; a constant curve (SS_tot = 0) is fitted
+    exactly: R^2 = 1.
     """
-    if f.numel() < 3:
+    n = len(f)
+    if n < 3:
         return _NAN, _NAN
     # Centre and scale a for conditioning; the curvature is mapped back exactly.
-    mid, half = 0.5 * (a.max() + a.min()), 0.5 * (a.max() - a.min())
-    s = (a - mid) / half
-    X = torch.stack([torch.ones_like(s), s, s * s], dim=1)
-    p = torch.linalg.lstsq(X, f.unsqueeze(1), driver="gelsd").solution.squeeze(1)
-    res = f - X @ p
-    ss_res = float(res @ res)
-    dev = f - f.mean()
-    ss_tot = float(dev @ dev)
+    mid, half = 0.5 * (a[-1] + a[0]), 0.5 * (a[-1] - a[0])
+    s = [(x - mid) / half for x in a]
+    s2 = [x * x for x in s]
+    m1 = math.fsum(s) / n
+    q1 = [x - m1 for x in s]
+    n1 = _dot(q1, q1)
+    b, m2 = _dot(s2, q1) / n1, math.fsum(s2) / n
+    q2 = [x - b * y - m2 for x, y in zip(s2, q1)]
+    n2 = _dot(q2, q2)
+    mean = math.fsum(f) / n
+    dev = [v - mean for v in f]
+    c1, c2 = _dot(dev, q1) / n1, _dot(dev, q2) / n2
+    ss_tot = _dot(dev, dev)
+    res = [d - c1 * x - c2 * y for d, x, y in zip(dev, q1, q2)]
+    ss_res = _dot(res, res)
     r2 = 1.0 if ss_tot == 0.0 else 1.0 - ss_res / ss_tot
-    return r2, float(2.0 * p[2] / half**2)
+    return r2, 2.0 * c2 / half**2
 
 
 def _flag(cond: bool, *deps: float) -> float:
@@ -177,19 +218,19 @@ def curve_summary(grid: Tensor, values: Tensor, eps: float) -> dict[str, float]:
 
     Returns: dict with exactly the keys `CURVE_KEYS`.
     """
-    a, f = _as_f64(grid), _as_f64(values)
+    a, f = _floats(grid), _floats(values)
     _check_grid(a, f, "curve_summary")
     eps = float(eps)
     if eps < 0:
         raise ValueError(f"curve_summary: expected eps >= 0, got {eps}")
-    i0, i1 = (a == 0).nonzero(), (a == 1).nonzero()
-    if i0.numel() != 1 or i1.numel() != 1:
+    if a.count(0.0) != 1 or a.count(1.0) != 1:
         raise ValueError("curve_summary: expected a grid containing 0.0 and 1.0 exactly")
-    f = torch.where(torch.isfinite(f), f, torch.full_like(f, _NAN))
-    all_ok = bool(torch.isfinite(f).all())
-    f0, f1 = float(f[i0]), float(f[i1])
+    all_ok = all(map(math.isfinite, f))
+    if not all_ok:
+        f = [v if math.isfinite(v) else _NAN for v in f]
+    f0, f1 = f[a.index(0.0)], f[a.index(1.0)]
 
-    a_star, F = refine_floor(a, f)
+    a_star, F = _refine(a, f)
     height, height_end = f0 - F, f1 - F
     rel_height = height / f0 if f0 != 0 else _NAN
     interior = _flag(0.0 < a_star < 1.0 and min(f0, f1) - F > eps, a_star, f0, f1, F, eps)
@@ -198,15 +239,14 @@ def curve_summary(grid: Tensor, values: Tensor, eps: float) -> dict[str, float]:
     if all_ok:
         r2, curv = _quadratic_fit(a, f)
         d = _second_differences(a, f)
-        convex = _flag(bool((d >= -eps).all()) or (r2 >= 0.95 and curv > 0), eps)
+        convex = _flag(all(x >= -eps for x in d) or (r2 >= 0.95 and curv > 0), eps)
     else:
         r2 = curv = convex = _NAN
 
-    step = (a >= 0) & (a <= 1)
-    fs, as_ = f[step], a[step]
-    if bool(torch.isfinite(fs).all()):
-        j = int(torch.argmax(fs))
-        barrier, barrier_a = float(fs[j]) - max(f0, f1), float(as_[j])
+    step = [(v, x) for x, v in zip(a, f) if 0.0 <= x <= 1.0]
+    if all(math.isfinite(v) for v, _ in step):
+        j = max(range(len(step)), key=lambda k: step[k][0])  # the first largest, as argmax
+        barrier, barrier_a = step[j][0] - max(f0, f1), step[j][1]
     else:
         barrier = barrier_a = _NAN
     crossing = _flag(barrier > eps, barrier, eps)
@@ -251,10 +291,15 @@ def paired_noise(per_example_a: Tensor, per_example_b: Tensor) -> float:
         )
     dtype = torch.promote_types(la.dtype, lb.dtype)
     mach = torch.finfo(dtype if dtype.is_floating_point else torch.float64).eps
-    la, lb = _as_f64(la), _as_f64(lb)
-    n = la.numel()
-    if n < 2 or not bool(torch.isfinite(la).all() and torch.isfinite(lb).all()):
+    x, y = _array64(la), _array64(lb)
+    n = x.size
+    if n < 2:
         return _NAN
-    se = float((la - lb).std(correction=1)) / math.sqrt(n)
-    scale = max(float(la.abs().mean()), float(lb.abs().mean()))
-    return max(se, 8.0 * mach * scale)
+    d = x - y
+    d -= d.sum() / n
+    ss = float(d @ d)
+    sx, sy = float(np.abs(x).sum()), float(np.abs(y).sum())
+    if not (math.isfinite(ss) and math.isfinite(sx) and math.isfinite(sy)):
+        return _NAN  # a non-finite loss makes these sums non-finite
+    se = math.sqrt(ss / (n - 1)) / math.sqrt(n)
+    return max(se, 8.0 * mach * max(sx, sy) / n)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from sgdwalk.functional.flat import ParamLayout
+from sgdwalk.functional.vector import dot64
 from sgdwalk.probes.schedule import Every
 
 BATCH_LOSSES_NEXT = "batch_losses_next"  # cache key of StepContext.batch_losses_next
@@ -55,9 +56,7 @@ class StepContext:
     def grad_dot_update(self) -> float:
         """f'(0) = <g_t, u_t>, the slope of the batch line at a = 0 (free)."""
         if "grad_dot_update" not in self.cache:
-            self.cache["grad_dot_update"] = float(
-                torch.dot(self.grad.double(), self.update.double())
-            )
+            self.cache["grad_dot_update"] = dot64(self.grad, self.update)
         return self.cache["grad_dot_update"]
 
     def batch_losses_next(self) -> torch.Tensor:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 from sgdwalk.functional.hvp import predicted_floor
+from sgdwalk.functional.vector import dot64
 from sgdwalk.probes.base import Probe, StepContext
 
 
@@ -24,8 +25,7 @@ class Curvature(Probe):
     def observe(self, ctx: StepContext) -> dict:
         u = ctx.update
         _, hu = ctx.evaluator.grad_and_hvp(ctx.batch, ctx.theta, u)
-        uhu = float(u.double() @ hu.double())
-        uu = float(u.double() @ u.double())
+        uhu, uu = dot64(u, hu), dot64(u, u)
         kappa = uhu / uu if uu > 0 else math.nan
         return {
             "curv_uhu": uhu,

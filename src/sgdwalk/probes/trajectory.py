@@ -17,42 +17,36 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
+from sgdwalk.functional.vector import segment_grams
 from sgdwalk.probes.base import Probe, StepContext
 
-
-class LayerSums:
-    """Per-layer sums of a flat vector, for a layout whose layers tile it in order.
-
-    One `torch.segment_reduce` with precomputed lengths (no per-call validation): the
-    trajectory needs a dozen of these per step, and on small models their overhead was
-    most of the probe's cost. Inputs are float64, so sums are float64.
-    """
-
-    def __init__(self, layer_bounds, device):
-        starts = [a for a, _ in layer_bounds]
-        stops = [b for _, b in layer_bounds]
-        if starts and (starts[0] != 0 or starts[1:] != stops[:-1]):
-            raise ValueError(f"LayerSums: expected contiguous layers, got {layer_bounds}")
-        self.lengths = torch.tensor([b - a for a, b in layer_bounds], device=device)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.segment_reduce(x, "sum", lengths=self.lengths, unsafe=True)
+# Rows of the per-layer Gram matrices: every dot product the probe needs, in one pass.
+G, U, D, PG, PU, GWD, PW = range(7)  # g_t, u_t, theta_{t+1} - theta_0, g_{t-1}, u_{t-1}, wd
 
 
-def _cos(dot: torch.Tensor, aa: torch.Tensor, bb: torch.Tensor) -> torch.Tensor:
-    """dot / sqrt(aa bb), clamped to [-1, 1]; NaN where a norm is 0."""
-    den = (aa * bb).sqrt()
-    cos = (dot / den).clamp(-1.0, 1.0)
-    return torch.where(den > 0, cos, torch.full_like(cos, math.nan))
+def _cos(dot, aa, bb):
+    """dot / sqrt(aa bb), clamped to [-1, 1]; NaN where a norm is 0 (NumPy, elementwise)."""
+    den = np.sqrt(aa * bb)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cos = np.clip(dot / den, -1.0, 1.0)
+    return np.where(den > 0, cos, np.nan)
 
 
-def _f(x: torch.Tensor) -> float:
-    return float(x)
+def _vec(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
 
 
 class Trajectory(Probe):
+    """Norms, distances and cosines of consecutive steps, globally and per layer.
+
+    All per-layer dot products of a step come from one `segment_grams` call (a float64
+    matrix product per layer) and one transfer of the small (layers, r, r) result; the rest
+    is NumPy on per-layer numbers.
+    """
+
     name = "trajectory"
     tracks_history = True  # path length and the previous step's vectors need every step
 
@@ -65,81 +59,86 @@ class Trajectory(Probe):
         self.prev_update: torch.Tensor | None = None
         self.path_length = 0.0
         self.path_layers: torch.Tensor | None = None
-        self._sums: LayerSums | None = None
-        self._uu: tuple[int, torch.Tensor] | None = None  # (step, per-layer |u|^2) of observe
+        self._seen: tuple | None = None  # (step, per-layer |u|^2, g + wd theta) of observe
+        self._work: list[torch.Tensor] = []  # two scratch vectors: theta - theta_0, g + wd theta
 
     def _init(self, ctx: StepContext) -> None:
         if self.theta0 is None:
             self.theta0 = ctx.theta.clone()
         if self.path_layers is None:
             self.path_layers = torch.zeros(len(ctx.layout.layers), dtype=torch.float64)
-        if self._sums is None:
-            self._sums = LayerSums(ctx.layout.layer_bounds, ctx.theta.device)
 
     def observe(self, ctx: StepContext) -> dict:
         self._init(ctx)
-        S = self._sums
-        g, u = ctx.grad.double(), ctx.update.double()
-        d = (ctx.theta_next - self.theta0).double()
-        gg, uu, gu, dd = S(g * g), S(u * u), S(g * u), S(d * d)
-        self._uu = (ctx.step, uu)
-        u_layers = uu.sqrt().cpu()
-        step_norm = math.sqrt(_f(uu.sum()))
+        if not self._work or self._work[0].shape != ctx.theta.shape:
+            self._work = [torch.empty_like(ctx.theta), torch.empty_like(ctx.theta)]
+        d = torch.sub(ctx.theta_next, self.theta0, out=self._work[0])
+        rows = [ctx.grad, ctx.update, d]
+        prev = self.prev_grad is not None
+        decay = prev and not (ctx.weight_decay == 0 and self.prev_grad_wd is None)
+        gwd = None
+        if prev:
+            rows += [self.prev_grad, self.prev_update]
+        if decay:
+            gwd = _with_decay(ctx, self._work[1])
+            rows += [gwd, self.prev_grad if self.prev_grad_wd is None else self.prev_grad_wd]
+        gram = segment_grams(rows, ctx.layout.layer_bounds).cpu().numpy()  # (S, r, r)
+        total = gram.sum(axis=0)
+        gg, uu, gu, dd = gram[:, G, G], gram[:, U, U], gram[:, G, U], gram[:, D, D]
+        self._seen = (ctx.step, uu, gwd)
+        step_norm = math.sqrt(float(total[U, U]))
         path = self.path_length + step_norm
-        dist = math.sqrt(_f(dd.sum()))
+        dist = math.sqrt(float(total[D, D]))
         nan = math.nan
         out = {
-            "grad_norm": math.sqrt(_f(gg.sum())),
+            "grad_norm": math.sqrt(float(total[G, G])),
             "update_norm": step_norm,
             "cos_grad": nan,
             "cos_grad_wd": nan,
             "cos_update": nan,
-            "cos_grad_update": _f(_cos(gu.sum(), gg.sum(), uu.sum())),
+            "cos_grad_update": _cos1(total, G, U),
             "dist_init": dist,
             "path_length": path,
             "dist_path_ratio": dist / path if path > 0 else nan,
         }
-        if self.prev_grad is not None:
-            pg, pu = self.prev_grad.double(), self.prev_update.double()
-            pgg, pgg_g, puu, puu_u = S(pg * pg), S(pg * g), S(pu * pu), S(pu * u)
-            out["cos_grad"] = _f(_cos(pgg_g.sum(), pgg.sum(), gg.sum()))
-            out["cos_update"] = _f(_cos(puu_u.sum(), puu.sum(), uu.sum()))
-            if ctx.weight_decay == 0 and self.prev_grad_wd is None:
-                out["cos_grad_wd"] = out["cos_grad"]  # no weight decay at either step
-            else:
-                gwd = (ctx.grad + ctx.weight_decay * ctx.theta).double()
-                pw = (self.prev_grad if self.prev_grad_wd is None else self.prev_grad_wd).double()
-                out["cos_grad_wd"] = _f(_cos((pw * gwd).sum(), (pw * pw).sum(), (gwd * gwd).sum()))
+        if prev:
+            out["cos_grad"] = _cos1(total, PG, G)
+            out["cos_update"] = _cos1(total, PU, U)
+            out["cos_grad_wd"] = _cos1(total, PW, GWD) if decay else out["cos_grad"]
         if self.per_layer:
-            path_layers = self.path_layers + u_layers
-            dist_layers = dd.sqrt().cpu()
+            u_layers = np.sqrt(uu)
+            path_layers = self.path_layers.numpy() + u_layers
+            dist_layers = np.sqrt(dd)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = dist_layers / path_layers
             out |= {
-                "grad_norm_layers": gg.sqrt().cpu(),
-                "update_norm_layers": u_layers,
-                "dist_init_layers": dist_layers,
-                "path_length_layers": path_layers,
-                "dist_path_ratio_layers": dist_layers / path_layers,
-                "cos_grad_update_layers": _cos(gu, gg, uu).cpu(),
+                "grad_norm_layers": _vec(np.sqrt(gg)),
+                "update_norm_layers": _vec(u_layers),
+                "dist_init_layers": _vec(dist_layers),
+                "path_length_layers": _vec(path_layers),
+                "dist_path_ratio_layers": _vec(ratio),
+                "cos_grad_update_layers": _vec(_cos(gu, gg, uu)),
             }
-            if self.prev_grad is not None:
-                out["cos_grad_layers"] = _cos(pgg_g, pgg, gg).cpu()
-                out["cos_update_layers"] = _cos(puu_u, puu, uu).cpu()
+            if prev:
+                out["cos_grad_layers"] = _vec(_cos(gram[:, PG, G], gram[:, PG, PG], gg))
+                out["cos_update_layers"] = _vec(_cos(gram[:, PU, U], gram[:, PU, PU], uu))
         return out
 
     def after(self, ctx: StepContext) -> None:
         self._init(ctx)
-        if self._uu is not None and self._uu[0] == ctx.step:
-            uu = self._uu[1]
+        seen = self._seen if self._seen is not None and self._seen[0] == ctx.step else None
+        self._seen = None
+        if seen is not None:
+            uu = seen[1]
         else:
-            u = ctx.update.double()
-            uu = self._sums(u * u)
-        self._uu = None
-        self.path_length += math.sqrt(_f(uu.sum()))
+            uu = segment_grams([ctx.update], ctx.layout.layer_bounds)[:, 0, 0].cpu().numpy()
+        self.path_length += math.sqrt(float(uu.sum()))
         if self.per_layer:
-            self.path_layers += uu.sqrt().cpu()
+            self.path_layers += torch.from_numpy(np.sqrt(uu))
         self.prev_grad = _keep(self.prev_grad, ctx.grad)
         if ctx.weight_decay:
-            self.prev_grad_wd = _keep(self.prev_grad_wd, ctx.grad + ctx.weight_decay * ctx.theta)
+            gwd = seen[2] if seen is not None and seen[2] is not None else _with_decay(ctx)
+            self.prev_grad_wd = _keep(self.prev_grad_wd, gwd)
         else:
             self.prev_grad_wd = None  # g_{t-1} + 0 theta: cos_grad_wd is cos_grad
         self.prev_update = _keep(self.prev_update, ctx.update)
@@ -161,6 +160,22 @@ class Trajectory(Probe):
         self.prev_update = state["prev_update"]
         self.path_length = state["path_length"]
         self.path_layers = state["path_layers"]
+
+
+def _with_decay(ctx: StepContext, out: torch.Tensor | None = None) -> torch.Tensor:
+    """g_t + wd theta_t, rounded as `grad + weight_decay * theta` (into `out` if given)."""
+    if out is None:
+        return ctx.grad + ctx.weight_decay * ctx.theta
+    return torch.mul(ctx.theta, ctx.weight_decay, out=out).add_(ctx.grad)
+
+
+def _cos1(total: np.ndarray, i: int, j: int) -> float:
+    """cos(v_i, v_j) from a Gram matrix, clamped to [-1, 1]; NaN when a norm is 0."""
+    den = math.sqrt(total[i, i] * total[j, j])
+    if not den > 0:
+        return math.nan
+    c = float(total[i, j]) / den
+    return min(max(c, -1.0), 1.0) if c == c else c
 
 
 def _keep(buffer: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
