@@ -14,11 +14,16 @@ Points are evaluated by the `LossEvaluator` under its BatchNorm policy, at exact
 (a = 0) and exactly theta_{t+1} (a = 1). f_t(0) is always evaluated, never taken from the
 training loss: eps needs its per-example losses, and the training forward had dropout on.
 On the batch source, a = 1 reuses the economy probe's forward when it ran (same function,
-same point: the same numbers).
+same point: the same numbers). On a fixed source (probe, heldout), a = 0 reuses the a = 1
+losses of the previous step when the line ran there and theta_t is exactly that step's
+theta_{t+1} (checked): the same forward on the same data, so the same numbers, and K - 1
+forwards instead of K at consecutive steps (not under the "eval" BN policy, whose running
+statistics move between steps; the reuse is a cache, not checkpointed state).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from sgdwalk.functional.curve import CURVE_KEYS, curve_summary, make_grid, paired_noise
@@ -52,6 +57,8 @@ class Line(Probe):
         self.sources = tuple(sources)
         self.points = points
         self.i0, self.i1 = points.index(0.0), points.index(1.0)
+        # source -> (step t, theta_{t+1}, per-example losses at a = 1): the next a = 0
+        self._ends: dict[str, tuple[int, torch.Tensor, torch.Tensor]] = {}
 
     def header(self) -> dict:
         return {"line_grid": self.grid.clone()}
@@ -61,8 +68,10 @@ class Line(Probe):
         for source in self.sources:
             per = self.per_example(ctx, source)
             curve = per.double().mean(dim=1)
-            eps = 2.0 * paired_noise(per[self.i0], per[_argmin(curve)])
-            summary = curve_summary(self.grid, curve, eps)
+            # The K-point analysis runs on the host in NumPy: one transfer, no kernel launches.
+            host = curve.cpu()
+            eps = 2.0 * paired_noise(per[self.i0], per[_argmin(host.numpy())])
+            summary = curve_summary(self.grid, host, eps)
             out[f"line_{source}"] = curve
             out.update({f"line_{source}_{k}": summary[k] for k in CURVE_KEYS})
             out[f"line_{source}_eps"] = eps
@@ -72,7 +81,17 @@ class Line(Probe):
         """Per-example losses (K, N) along the step on `source`."""
         ev = ctx.evaluator
         if source != "batch":
-            return ev.line(ctx.theta, ctx.update, self.points, ev.sources[source], ctx.theta_next)
+            start = self._known_start(ctx, source)
+            chunks = ev.sources[source]
+            if start is None:
+                per = ev.line(ctx.theta, ctx.update, self.points, chunks, ctx.theta_next)
+            else:
+                rest = self.points[: self.i0] + self.points[self.i0 + 1 :]
+                part = ev.line(ctx.theta, ctx.update, rest, chunks, ctx.theta_next)
+                per = torch.cat([part[: self.i0], start.unsqueeze(0), part[self.i0 :]])
+            if ev.points_are_pure:
+                self._remember(ctx, source, per[self.i1])
+            return per
         known = ctx.cache.get(BATCH_LOSSES_NEXT)
         if known is None:
             return ev.line(ctx.theta, ctx.update, self.points, ctx.batch, ctx.theta_next)
@@ -81,7 +100,20 @@ class Line(Probe):
         return torch.cat([part[: self.i1], known.unsqueeze(0), part[self.i1 :]])
 
 
-def _argmin(curve: torch.Tensor) -> int:
+    def _known_start(self, ctx: StepContext, source: str) -> torch.Tensor | None:
+        """The previous step's a = 1 losses, if they were measured at exactly theta_t."""
+        end = self._ends.get(source)
+        if end is None or end[0] != ctx.step - 1 or not ctx.evaluator.points_are_pure:
+            return None
+        return end[2] if torch.equal(end[1], ctx.theta) else None
+
+    def _remember(self, ctx: StepContext, source: str, losses: torch.Tensor) -> None:
+        old = self._ends.get(source)
+        theta = old[1] if old is not None and old[1].shape == ctx.theta.shape else None
+        theta = ctx.theta_next.clone() if theta is None else theta.copy_(ctx.theta_next)
+        self._ends[source] = (ctx.step, theta, losses.clone())
+
+
+def _argmin(curve: np.ndarray) -> int:
     """Index of the smallest finite value (0 when none is finite)."""
-    finite = torch.where(torch.isfinite(curve), curve, torch.full_like(curve, float("inf")))
-    return int(torch.argmin(finite))
+    return int(np.argmin(np.where(np.isfinite(curve), curve, np.inf)))

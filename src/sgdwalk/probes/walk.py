@@ -46,6 +46,9 @@ class Walk:
             without one, values are kept in memory and returned by `table()`.
         steps_per_epoch: for epoch-window schedules and the `epoch` field of contexts.
         seed: seed of the generator reserved for probes.
+        memory_format: of 4-d inputs in the evaluator's no-grad sweeps: "auto" (channels_last
+            for a conv net on CPU: about 2x faster there, equal up to float32 round-off),
+            "contiguous" (bit for bit the training forward's kernels) or "channels_last".
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class Walk:
         sink: Callable[[int, dict], None] | None = None,
         steps_per_epoch: int = 1,
         seed: int = 0,
+        memory_format: str = "auto",
     ):
         from sgdwalk.probes.presets import build_probes
 
@@ -82,6 +86,7 @@ class Walk:
             loss_fn or per_example_cross_entropy,
             bn_policy or getattr(probes, "bn_policy", "batch"),
             sources,
+            memory_format,
         )
         _check_sources(self.probes, self.evaluator.sources)
         self.sink = sink
