@@ -1,0 +1,56 @@
+"""Run the benchmarks: every number in docs/performance.md comes from here.
+
+    python benchmarks/run.py                  # everything (about an hour on 2 CPU cores)
+    python benchmarks/run.py --quick          # the CI smoke test: small models, few repeats
+    python benchmarks/run.py --only line economy
+    python benchmarks/run.py --threads 2 --clock wall
+
+Each benchmark is also a script of its own (benchmarks/<file>.py, same options). They
+measure the compared things side by side in one process, interleaved and repeated, and print
+ratios (medians and interquartile ranges over rounds); see benchmarks/common.py. Nothing here
+asserts a time: the quick mode checks that every benchmark still runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import economy_cost
+import line_floor
+import original_baseline
+import preset_cost
+import scaling
+import sharpness_solvers
+from common import Options, configure, machine
+
+BENCHMARKS = {
+    "presets": preset_cost,  # 1. each preset / a plain SGD step, per model
+    "line": line_floor,  # 2. the line probe / K plain forwards
+    "economy": economy_cost,  # 3. economy mode's cost, floor and error
+    "original": original_baseline,  # 4. against saving every step + offline interpolation
+    "sharpness": sharpness_solvers,  # 5. warm Lanczos vs power iteration
+    "scaling": scaling,  # 6. memory and bytes vs run length; cost vs K, model, probe set
+}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small models, few repeats (CI)")
+    p.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run these only")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1)")
+    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                   help="process CPU time (default) or elapsed time")
+    args = p.parse_args(argv)
+    opts = Options(quick=args.quick, clock=args.clock, threads=args.threads)
+    configure(opts)
+    print(machine(opts))
+    print(f"mode: {'quick' if opts.quick else 'full'}")
+    for name in args.only or BENCHMARKS:
+        start = time.perf_counter()
+        BENCHMARKS[name].run(opts)
+        print(f"\n[{name}: {time.perf_counter() - start:.0f} s]")
+
+
+if __name__ == "__main__":
+    main()
