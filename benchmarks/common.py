@@ -14,6 +14,7 @@ machine. `--clock wall` (with any `--threads`) measures elapsed time instead.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import os
 import platform
@@ -69,6 +70,29 @@ def machine(opts: Options) -> str:
             f"({'process CPU time' if opts.clock == 'cpu' else 'elapsed'})")
 
 
+def parser(doc: str) -> argparse.ArgumentParser:
+    """The options every benchmark script takes: --quick, --threads, --clock."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small models, few repeats (CI)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1)")
+    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                   help="process CPU time (default) or elapsed time")
+    return p
+
+
+def start(args: argparse.Namespace) -> Options:
+    """Options from parsed arguments; sets the threads and prints the machine."""
+    opts = Options(quick=args.quick, clock=args.clock, threads=args.threads)
+    configure(opts)
+    print(machine(opts))
+    return opts
+
+
+def script(run: Callable[[Options], None], doc: str, argv=None) -> None:
+    """The main() of a benchmark script: the shared options, the machine, then `run`."""
+    run(start(parser(doc).parse_args(argv)))
+
+
 # -- timing ----------------------------------------------------------------------------------
 
 def interleave(fns: dict[str, Callable[[], object]], rounds: int, now: Callable[[], float],
@@ -91,6 +115,16 @@ def interleave(fns: dict[str, Callable[[], object]], rounds: int, now: Callable[
                 fns[n]()
             times[n].append((now() - t) / repeat)
     return times
+
+
+def times(fn: Callable[[], object], opts: Options, n: int = 5) -> list[float]:
+    """n timings of one call each (to size a benchmark's repeats)."""
+    out = []
+    for _ in range(n):
+        t = opts.now()
+        fn()
+        out.append(opts.now() - t)
+    return out
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:

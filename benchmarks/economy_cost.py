@@ -18,7 +18,6 @@ Target (the performance issue): economy <= 1.35 x a plain SGD step.
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 
@@ -28,15 +27,15 @@ import torch
 from common import (
     Options,
     Runner,
-    configure,
     interleave,
-    machine,
     only,
     per_round,
     plain_forward,
+    script,
     setting,
     show,
     table,
+    times,
 )
 from sgdwalk.config import WalkConfig
 from sgdwalk.functional.curve import make_grid
@@ -67,7 +66,7 @@ def cost_rows(key: str, rounds: int, opts: Options):
     fns = {**{n: r.step for n, r in runners.items()}, "fwd no_grad": lambda: fwd(x),
            "fwd inference_mode": inference, "fwd channels_last": lambda: fwd(cl),
            "fwd probe": lambda: ev.losses(batch, theta)}
-    small = statistics.median(_once(sgd.step, opts)) < 0.01
+    small = statistics.median(times(sgd.step, opts)) < 0.01
     t = interleave(fns, rounds, opts.now, repeat=3 if small else 1, warm=1 if small else 0)
     probe_fwd = per_round(t, "fwd probe", "sgd")
     return [key, f"{statistics.median(t['sgd']) * 1e3:.1f}",
@@ -76,15 +75,6 @@ def cost_rows(key: str, rounds: int, opts: Options):
             show(per_round(t, "fwd channels_last", "sgd")), show(probe_fwd),
             show([1 + f for f in probe_fwd]), show(per_round(t, "economy", "sgd")),
             show(per_round(t, "economy jvp", "sgd")), show(per_round(t, "preset", "sgd"))]
-
-
-def _once(fn, opts, n=5):
-    out = []
-    for _ in range(n):
-        t = opts.now()
-        fn()
-        out.append(opts.now() - t)
-    return out
 
 
 def error_rows(key: str, steps: int):
@@ -140,14 +130,7 @@ def run(opts: Options) -> None:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
-    opts = Options(**vars(p.parse_args(argv)))
-    configure(opts)
-    print(machine(opts))
-    run(opts)
+    script(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -21,18 +21,15 @@ Target (the performance issue): line / floor <= 1.10.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 from common import (
     Options,
     Runner,
-    configure,
     interleave,
-    machine,
     per_round,
     plain_forward,
+    script,
     setting,
     show,
     table,
@@ -124,14 +121,7 @@ def run(opts: Options) -> None:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
-    opts = Options(**vars(p.parse_args(argv)))
-    configure(opts)
-    print(machine(opts))
-    run(opts)
+    script(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ Targets (the performance issue): >= 10x less time, >= 10,000x fewer bytes per st
 
 from __future__ import annotations
 
-import argparse
 import io
 import statistics
 import tempfile
@@ -40,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from common import Options, Runner, configure, machine, setting, table
+from common import Options, Runner, script, setting, table
 from sgdwalk.config import WalkConfig
 from sgdwalk.probes.presets import build_probes
 from sgdwalk.probes.walk import _chunks
@@ -186,14 +185,7 @@ def _offline(s, model, ckdir: Path, window: int, opts: Options) -> float:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
-    opts = Options(**vars(p.parse_args(argv)))
-    configure(opts)
-    print(machine(opts))
-    run(opts)
+    script(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ filled first (ks 1, 2, 5, 10).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import torch
@@ -30,14 +29,14 @@ import torch
 from common import (
     Options,
     Runner,
-    configure,
     interleave,
-    machine,
     only,
     per_round,
+    script,
     setting,
     show,
     table,
+    times,
 )
 from sgdwalk.config import WalkConfig
 from sgdwalk.functional.lanczos import lanczos
@@ -71,7 +70,7 @@ def measure(key: str, rounds: int, opts: Options, families: bool = True):
     if families:
         hvp, matvecs = _sharpness_unit(key, runners["sgd"])
         fns["probe-set HVP"] = hvp
-    small = statistics.median(_time_once(runners["sgd"].step, opts)) < 0.01
+    small = statistics.median(times(runners["sgd"].step, opts)) < 0.01
     t = interleave(fns, rounds, opts.now, repeat=3 if small else 1, warm=1 if small else 0)
     ratios = {n: per_round(t, n, "sgd") for n in runners if n != "sgd"}
     added = {}
@@ -81,15 +80,6 @@ def measure(key: str, rounds: int, opts: Options, families: bool = True):
         added["barrier"] = per_round(t, "+barrier", "sgd", minus="+line")
         added["sharpness"] = [matvecs * h for h in per_round(t, "probe-set HVP", "sgd")]
     return s, t, ratios, added, (matvecs if families else None)
-
-
-def _time_once(fn, opts: Options, n: int = 5) -> list[float]:
-    out = []
-    for _ in range(n):
-        t = opts.now()
-        fn()
-        out.append(opts.now() - t)
-    return out
 
 
 def _sharpness_unit(key: str, runner: Runner):
@@ -152,14 +142,7 @@ def run(opts: Options) -> None:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
-    opts = Options(**vars(p.parse_args(argv)))
-    configure(opts)
-    print(machine(opts))
-    run(opts)
+    script(run, __doc__, argv)
 
 
 if __name__ == "__main__":

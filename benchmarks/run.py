@@ -13,7 +13,6 @@ asserts a time: the quick mode checks that every benchmark still runs.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import economy_cost
@@ -22,7 +21,7 @@ import original_baseline
 import preset_cost
 import scaling
 import sharpness_solvers
-from common import Options, configure, machine
+from common import parser, start
 
 BENCHMARKS = {
     "presets": preset_cost,  # 1. each preset / a plain SGD step, per model
@@ -35,21 +34,15 @@ BENCHMARKS = {
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="small models, few repeats (CI)")
+    p = parser(__doc__)
     p.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run these only")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1)")
-    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                   help="process CPU time (default) or elapsed time")
     args = p.parse_args(argv)
-    opts = Options(quick=args.quick, clock=args.clock, threads=args.threads)
-    configure(opts)
-    print(machine(opts))
+    opts = start(args)
     print(f"mode: {'quick' if opts.quick else 'full'}")
     for name in args.only or BENCHMARKS:
-        start = time.perf_counter()
+        began = time.perf_counter()
         BENCHMARKS[name].run(opts)
-        print(f"\n[{name}: {time.perf_counter() - start:.0f} s]")
+        print(f"\n[{name}: {time.perf_counter() - began:.0f} s]")
 
 
 if __name__ == "__main__":

@@ -29,10 +29,10 @@ import torch
 from common import (
     Options,
     Runner,
-    configure,
     interleave,
-    machine,
+    parser,
     setting,
+    start,
     table,
 )
 from sgdwalk.config import DataConfig, ModelConfig
@@ -176,19 +176,13 @@ def run(opts: Options) -> None:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
+    p = parser(__doc__)
     p.add_argument("--child", nargs=2, metavar=("STEPS", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         child(int(args.child[0]), args.child[1], args.threads)
         return
-    opts = Options(quick=args.quick, clock=args.clock, threads=args.threads)
-    configure(opts)
-    print(machine(opts))
-    run(opts)
+    run(start(args))
 
 
 if __name__ == "__main__":

@@ -25,13 +25,12 @@ Target (the performance issue): Lanczos needs <= 1/3 of power iteration's produc
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 
 import torch
 
-from common import Options, Runner, configure, machine, setting, table
+from common import Options, Runner, script, setting, table
 from sgdwalk.functional.flat import ParamLayout
 from sgdwalk.functional.lanczos import lanczos, power_iteration
 from sgdwalk.probes.walk import _chunks
@@ -222,14 +221,7 @@ def run(opts: Options) -> None:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
-    opts = Options(**vars(p.parse_args(argv)))
-    configure(opts)
-    print(machine(opts))
-    run(opts)
+    script(run, __doc__, argv)
 
 
 if __name__ == "__main__":
