@@ -4,10 +4,8 @@ local HTTP server on 127.0.0.1 that serves them (normally, truncated, or as an e
 from __future__ import annotations
 
 import gzip
-import http.server
 import io
 import tarfile
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -124,56 +122,3 @@ def isolated_data_root(tmp_path, monkeypatch):
     root = tmp_path / "data-root"
     monkeypatch.setenv("SGDWALK_DATA", str(root))
     return root
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    routes: dict = {}  # replaced per server by a subclass
-
-    def do_GET(self):  # noqa: N802 - the name http.server calls
-        route = self.routes.get(self.path)
-        if route is None:
-            self.send_error(404, "Not Found")
-            return
-        kind, body = route
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if kind == "truncate":  # promise the whole body, send half, hang up
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(body)
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
-
-
-@pytest.fixture
-def http_server(monkeypatch):
-    """A thread serving `server.routes` (path -> ("ok" | "truncate", bytes)) on 127.0.0.1.
-
-    Yields a namespace with `routes`, `base` (http://127.0.0.1:PORT) and `serve(path, body,
-    kind="ok") -> url`. Proxy variables are cleared so urllib connects directly.
-    """
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    routes: dict = {}
-    handler = type("Handler", (_Handler,), {"routes": routes})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-
-    def serve(path: str, body: bytes, kind: str = "ok") -> str:
-        routes[path] = (kind, body)
-        return base + path
-
-    try:
-        yield SimpleNamespace(routes=routes, base=base, serve=serve)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

@@ -80,7 +80,8 @@ def _download(root, base):
 
 
 def test_a_checksum_mismatch_is_one_line_and_leaves_nothing(http_server, tmp_path):
-    base = http_server.serve(f"/{ARCHIVE}", GOOD)  # not the official archive: md5 differs
+    http_server.serve(f"/{ARCHIVE}", GOOD)  # not the official archive: md5 differs
+    base = http_server.base
     root = tmp_path / "cifar"
     proc = _download(root, base)
     got = hashlib.md5(GOOD).hexdigest()
@@ -91,7 +92,8 @@ def test_a_checksum_mismatch_is_one_line_and_leaves_nothing(http_server, tmp_pat
 
 
 def test_a_truncated_download_is_one_line_and_leaves_nothing(http_server, tmp_path):
-    base = http_server.serve(f"/{ARCHIVE}", GOOD, kind="truncate")
+    http_server.serve(f"/{ARCHIVE}", GOOD, kind="truncate")
+    base = http_server.base
     root = tmp_path / "cifar"
     proc = _download(root, base)
     one_line_error(proc, f"expected {len(GOOD)} bytes (Content-Length), got {len(GOOD) // 2}")
@@ -106,7 +108,8 @@ def test_an_http_error_is_one_line(http_server, tmp_path):
 
 def test_an_interrupted_download_is_never_trusted_and_the_next_one_works(
         http_server, tmp_path, monkeypatch, capsys):
-    base = http_server.serve(f"/{ARCHIVE}", GOOD, kind="stall")
+    http_server.serve(f"/{ARCHIVE}", GOOD, kind="stall")
+    base = http_server.base
     root = tmp_path / "cifar"
     part = root / f"{ARCHIVE}.part"
     proc = subprocess.Popen(cli("train", "default", "--out", tmp_path / "runs", "--no-progress",
@@ -140,7 +143,8 @@ def test_a_hostile_archive_that_passes_its_checksum_extracts_nothing(
     the one configured: the download is kept (it is what was asked for), nothing of it is
     extracted, and every later run refuses it the same way."""
     hostile = _archive(_good_files(), [(_member("../../evil.txt"), b"pwned")])
-    base = http_server.serve(f"/{ARCHIVE}", hostile)
+    http_server.serve(f"/{ARCHIVE}", hostile)
+    base = http_server.base
     monkeypatch.setattr("sgdwalk.data.cifar.CIFAR10_MD5", hashlib.md5(hostile).hexdigest())
     root = tmp_path / "box" / "cifar"
     for _ in range(2):

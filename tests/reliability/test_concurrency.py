@@ -37,8 +37,8 @@ def _trained_here(stdout: str) -> int:
 
 
 @pytest.mark.slow
-def test_three_sweeps_of_one_study_at_once_train_each_run_exactly_once(study_file, tmp_path):
-    path = study_file(seeds=range(1, RUNS + 1), steps=40, epochs=3)
+def test_three_sweeps_of_one_study_at_once_train_each_run_exactly_once(small_study, tmp_path):
+    path = small_study(seeds=range(1, RUNS + 1), steps=40, epochs=3)
     out = tmp_path / "shared"
     procs = [subprocess.Popen(cli("sweep", path, "--out", out, "--workers", str(workers),
                                   "--no-progress"),
@@ -83,10 +83,10 @@ Trainer(config).attach(store).run(progress=False)  # finishes it, then lets go
 """
 
 
-def test_a_sweep_waits_for_a_run_another_process_is_writing(study_file, tmp_path):
+def test_a_sweep_waits_for_a_run_another_process_is_writing(small_study, tmp_path):
     """Another process holds run 2's lock: the sweep trains runs 1 and 3, marks run 2 as
     running meanwhile, then waits, and records the outcome the other process stored."""
-    path = study_file(seeds=[1, 2, 3], steps=15)
+    path = small_study(seeds=[1, 2, 3], steps=15)
     root = tmp_path / "out" / "small"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOLDER), str(path),
                                str(root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

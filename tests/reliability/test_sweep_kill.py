@@ -44,9 +44,9 @@ def _rows(root):
 
 
 @pytest.mark.slow
-def test_a_sweep_killed_three_times_with_three_workers_finishes_every_run_once(study_file,
+def test_a_sweep_killed_three_times_with_three_workers_finishes_every_run_once(small_study,
                                                                               tmp_path):
-    path = study_file(seeds=range(1, RUNS + 1), steps=120, epochs=7)
+    path = small_study(seeds=range(1, RUNS + 1), steps=120, epochs=7)
     out = tmp_path / "killed"
     root = out / "small"
     cmd = cli("sweep", path, "--out", out, "--workers", "3", "--no-progress")

@@ -28,46 +28,6 @@ def tiny():
     return make
 
 
-SMALL_STUDY = """\
-# sgdwalk sweep {path} --scale cpu
-# A small study for the tests.
-[study]
-name = "{name}"
-
-[base]
-data.name = "digits"
-data.probe_size = 64
-data.probe_batch = 32
-model.widths = [16]
-optim.batch_size = 64
-train.epochs = {epochs}
-train.max_steps = {steps}
-train.checkpoint_every = 7
-walk.preset = "cheap"
-
-[grid]
-train.seed = {seeds}
-
-{variants}
-
-[scale.cpu]
-"""
-
-
-@pytest.fixture
-def small_study(tmp_path):
-    """small_study(name, seeds, steps, variants, epochs) -> path of a study TOML file: an MLP
-    on digits, batch 64 (19 steps per epoch), at most `steps` steps, cheap probes."""
-
-    def make(name="small", seeds=(1, 2), steps=12, variants="", epochs=1):
-        path = tmp_path / f"{name}.toml"
-        path.write_text(SMALL_STUDY.format(path=path, name=name, steps=steps, epochs=epochs,
-                                           seeds=list(seeds), variants=variants))
-        return path
-
-    return make
-
-
 @pytest.fixture
 def one_thread():
     """torch on one thread for the test: conv layers on two threads of a busy 2-core machine
