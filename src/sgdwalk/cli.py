@@ -47,18 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "progress view (runs already complete are skipped, interrupted ones "
                        "resume), then decide claims C1-C12 on all of them together and write "
                        "OUT/claims.json and OUT/report.html.")
-    p.add_argument("--scale", choices=("cpu", "paper"), default="cpu",
-                   help="cpu: embedded digits, minutes on 2 cores (default); paper: the "
-                   "study's datasets and models")
+    _add_scale(p)
     p.add_argument("--out", default=None, help="root folder (default: runs/reproduce)")
     p.add_argument("--workers", type=int, default=None,
                    help="runs trained at once (default: the number of CPU cores)")
     p.add_argument("--studies", default=None, metavar="A,B,...",
                    help="only these studies (default: all)")
-    p.add_argument("--backend", choices=("local", "ray"), default="local",
-                   help="local worker processes (default) or Ray tasks")
-    p.add_argument("--address", default=None, help="Ray cluster address; default: start a "
-                   "local Ray instance")
+    _add_backend(p)
     _add_overrides(p)
     _add_progress(p)
     p.set_defaults(func=_cmd_reproduce)
@@ -92,14 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "skipped, interrupted ones resume from their checkpoints, diverged "
                        "ones are recorded and the sweep goes on.")
     p.add_argument("study", metavar="STUDY", help="study preset name or .toml file")
-    p.add_argument("--scale", choices=("cpu", "paper"), default="cpu",
-                   help="cpu: embedded digits, minutes on 2 cores (default); paper: the "
-                   "study's datasets and models")
+    _add_scale(p)
     p.add_argument("--workers", type=int, default=1, help="runs trained at once (default 1)")
-    p.add_argument("--backend", choices=("local", "ray"), default="local",
-                   help="local worker processes (default) or Ray tasks")
-    p.add_argument("--address", default=None, help="Ray cluster address; default: start a "
-                   "local Ray instance")
+    _add_backend(p)
     p.add_argument("--out", default="runs", help="root folder (default: runs); runs go to "
                    "OUT/<study>/<name>-<id>")
     _add_overrides(p)
@@ -128,6 +118,19 @@ def _add_overrides(p):
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a config value, e.g. optim.lr=0.05 "
                    "or model.widths=64,32 (repeatable)")
+
+
+def _add_scale(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scale", choices=("cpu", "paper"), default="cpu",
+                   help="cpu: embedded digits, seconds to minutes on 2 cores (default); "
+                   "paper: the study's datasets and models")
+
+
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local worker processes (default) or Ray tasks")
+    p.add_argument("--address", default=None, help="Ray cluster address; default: start a "
+                   "local Ray instance")
 
 
 def _add_progress(p):
