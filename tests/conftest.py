@@ -112,7 +112,7 @@ optim.batch_size = 64
 train.epochs = {epochs}
 train.max_steps = {steps}
 train.checkpoint_every = 7
-walk.preset = "cheap"
+walk.preset = "{preset}"
 
 [grid]
 train.seed = {seeds}
@@ -125,13 +125,15 @@ train.seed = {seeds}
 
 @pytest.fixture
 def small_study(tmp_path):
-    """small_study(name, seeds, steps, variants, epochs) -> path of a study TOML file: an MLP
-    on digits, batch 64 (19 steps per epoch), at most `steps` steps, cheap probes."""
+    """small_study(name, seeds, steps, variants, epochs, preset) -> path of a study TOML file:
+    an MLP on digits, batch 64 (19 steps per epoch), at most `steps` steps, `preset` probes
+    (cheap)."""
 
-    def make(name="small", seeds=(1, 2), steps=12, variants="", epochs=1):
+    def make(name="small", seeds=(1, 2), steps=12, variants="", epochs=1, preset="cheap"):
         path = tmp_path / f"{name}.toml"
         path.write_text(SMALL_STUDY.format(path=path, name=name, steps=steps, epochs=epochs,
-                                           seeds=list(seeds), variants=variants))
+                                           seeds=list(seeds), variants=variants,
+                                           preset=preset))
         return path
 
     return make

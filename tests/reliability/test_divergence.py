@@ -43,23 +43,7 @@ def test_a_blown_up_run_is_recorded_with_its_step_and_last_finite_values(tmp_pat
         assert store.meta() == meta
 
 
-STUDY = """\
-[study]
-name = "div"
-
-[base]
-data.name = "digits"
-data.probe_size = 64
-data.probe_batch = 32
-model.widths = [16]
-optim.batch_size = 64
-train.epochs = 1
-train.max_steps = 12
-walk.preset = "line"
-
-[grid]
-train.seed = [1]
-
+DIVERGING = """\
 [[variant]]
 label = "ok"
 
@@ -68,14 +52,11 @@ label = "huge"
 optim.lr = 1e8
 optim.batch_size = 16
 model.widths = [64]
-
-[scale.cpu]
 """
 
 
-def test_sweep_claims_and_report_carry_on_past_a_diverged_run(tmp_path):
-    path = tmp_path / "div.toml"
-    path.write_text(STUDY)
+def test_sweep_claims_and_report_carry_on_past_a_diverged_run(tmp_path, small_study):
+    path = small_study(name="div", seeds=[1], variants=DIVERGING, preset="line")
     sweep = run_cli("sweep", path, "--out", tmp_path, "--no-progress")
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr  # a divergence is a result
     assert "2 runs: 1 completed, 1 diverged" in sweep.stdout
