@@ -39,7 +39,7 @@ def test_train_default_preset_prints_its_run_dir(tmp_path):
          "data.name: expected one of cifar10, digits, fashion_mnist, mnist, synthetic, "
          "got 'imagenet'"),
         (["train", "default", "--set", "model.name=alexnet"],
-         "model.name: expected one of mlp, resnet, vgg11, got 'alexnet'"),
+         "model.name: expected one of gpt, mlp, resnet, vgg11, got 'alexnet'"),
         (["train", "default", "--set", "data.name=cifar10", "--set", "data.root=/nonexistent"],
          "/nonexistent"),
         (["train", "no_such_preset"], "expected a preset"),

@@ -55,12 +55,18 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "mlp"  # registry name: mlp | vgg11 | resnet
+    name: str = "mlp"  # registry name: mlp | vgg11 | resnet | gpt
     widths: tuple[int, ...] = (128, 64)  # mlp: hidden layer widths (study MNIST: 500, 350)
     batchnorm: bool = True  # mlp and vgg11: BatchNorm after each hidden layer / conv
     width_mult: float = 1.0  # vgg11 and resnet: channel multiplier for CPU-sized runs
     depth: int = 20  # resnet: 6n+2 (20 or 56)
-    init: str = "study"  # study: He fan-out normal convs, zero bias, BN 1/0 | torch: defaults
+    init: str = "study"  # study: He fan-out normal convs, zero bias, BN 1/0; gpt: nanoGPT's
+    #   N(0, 0.02), residual projections N(0, 0.02 / sqrt(2 n_layer)) | torch: defaults
+    n_layer: int = 4  # gpt: transformer blocks
+    n_head: int = 4  # gpt: attention heads per block; must divide n_embd
+    n_embd: int = 128  # gpt: width of the residual stream (and of the token embedding)
+    block_size: int = 64  # gpt: longest sequence, i.e. number of learned positions
+    dropout: float = 0.0  # gpt: on embeddings, attention weights and residual branches
 
     def __post_init__(self):
         if any(w <= 0 for w in self.widths):
@@ -71,6 +77,19 @@ class ModelConfig:
         if self.depth < 8 or (self.depth - 2) % 6:
             raise ConfigError(f"model.depth: expected 6n+2 >= 8 (20, 56), got {self.depth}")
         _check_choice(self, "init", ("study", "torch"))
+        # bounds well past the largest published models: a typo fails here, not as an
+        # out-of-memory error deep inside torch
+        _check_int_range(self, "n_layer", 1, 1024)
+        _check_int_range(self, "n_head", 1, 1024)
+        _check_int_range(self, "n_embd", 1, 65536)
+        _check_int_range(self, "block_size", 1, MAX_BLOCK_SIZE)
+        if self.n_embd % self.n_head:
+            raise ConfigError(
+                f"model.n_embd: expected a multiple of model.n_head ({self.n_head}), "
+                f"got {self.n_embd}"
+            )
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.dropout: expected a number in [0, 1), got {self.dropout}")
 
 
 @dataclass(frozen=True)
@@ -226,6 +245,16 @@ def _check_float32(obj, *names):
         if value is not None and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
             raise ConfigError(f"{section}{name}: expected a finite number within float32 "
                               f"range (|x| <= 3.4e38), got {value}")
+
+
+MAX_BLOCK_SIZE = 1 << 20  # longest sequence a config may ask for (a million tokens)
+
+
+def _check_int_range(obj, name, low, high):
+    value = getattr(obj, name)
+    if not low <= value <= high:
+        section = _SECTION.get(type(obj).__name__, "")
+        raise ConfigError(f"{section}{name}: expected an integer in [{low}, {high}], got {value}")
 
 
 def _check_positive_or_none(obj, *names):
