@@ -24,7 +24,7 @@ from sgdwalk.errors import ConfigError
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = "digits"  # registry name: digits | fashion_mnist | mnist | cifar10 | synthetic
+    name: str = "digits"  # registry: digits | fashion_mnist | mnist | cifar10 | synthetic | text
     root: str | None = None  # folder with the dataset's files; None: the dataset's default place
     download: bool = False  # fetch missing files (checksummed) instead of failing
     url: str | None = None  # base address to download from; None: the dataset's official one
@@ -38,6 +38,9 @@ class DataConfig:
     synthetic_shape: tuple[int, ...] = (32,)  # synthetic: input shape, e.g. (3, 32, 32)
     synthetic_classes: int = 4  # synthetic: number of classes
     synthetic_noise: float = 0.5  # synthetic: std of the Gaussian noise around class means
+    path: str | None = None  # text: a UTF-8 text file; None: Debian's fortunes (data.root or
+    #   /usr/share/games/fortunes)
+    text_block: int = 64  # text: characters per example, in x and in y (<= model.block_size)
 
     def __post_init__(self):
         _check_positive(self, "probe_size", "probe_batch", "synthetic_n", "synthetic_classes")
@@ -51,6 +54,9 @@ class DataConfig:
         if self.synthetic_noise < 0:
             raise ConfigError(f"data.synthetic_noise: expected >= 0, got {self.synthetic_noise}")
         _check_float32(self, "synthetic_noise")
+        _check_int_range(self, "text_block", 1, MAX_BLOCK_SIZE)
+        if self.path is not None and not self.path.strip():
+            raise ConfigError(f"data.path: expected a file path, got {self.path!r}")
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,20 @@
 """Datasets for sgdwalk: a registry of loaders, the readers behind them, and the probe set.
 
 `load_dataset(cfg.data)` returns a `Dataset` with train / val / test / probe `Split`s of
-float32 normalised inputs and int64 labels. Registered names: digits (bundled with
-scikit-learn, always available), mnist, fashion_mnist, cifar10 (official binary files,
-optionally downloaded with checksums) and synthetic (a generated Gaussian mixture).
+float32 normalised inputs and int64 labels (or int64 token ids and next-token targets).
+Registered names: digits (bundled with scikit-learn, always available), mnist,
+fashion_mnist, cifar10 (official binary files, optionally downloaded with checksums),
+synthetic (a generated Gaussian mixture) and text (characters of Debian's fortunes or of
+any UTF-8 file, for language models).
 """
 
-from sgdwalk.data import cifar, digits, mnist, synthetic  # noqa: F401  (register the loaders)
+from sgdwalk.data import (  # noqa: F401  (imported to register the loaders)
+    cifar,
+    digits,
+    mnist,
+    synthetic,
+    text,
+)
 from sgdwalk.data.augment import augment_cifar
 from sgdwalk.data.cifar import read_cifar_binary
 from sgdwalk.data.download import fetch

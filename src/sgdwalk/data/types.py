@@ -15,19 +15,31 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 # eq=False: field-wise == on tensors is ambiguous; splits compare by identity.
 @dataclass(frozen=True, eq=False)
 class Split:
-    """Examples and their labels, ready for a model.
+    """Examples and their labels, ready for a model: images and classes, or token sequences.
 
     Attributes:
-        x: float32 inputs, shape (N, *input_shape), normalised, on the CPU.
-        y: int64 class labels in [0, num_classes), shape (N,).
+        x: float32 inputs, shape (N, *input_shape), normalised, on the CPU; or, for a
+            language model, int64 token ids of shape (N, T).
+        y: int64 class labels in [0, num_classes), shape (N,); or, with token ids, the
+            next-token targets, shape (N, T) like x.
     """
 
     x: torch.Tensor
     y: torch.Tensor
 
     def __post_init__(self):
+        if self.x.dtype == torch.int64:  # token ids: one target per position
+            if self.x.ndim != 2 or self.y.dtype != torch.int64 or self.y.shape != self.x.shape:
+                raise DataError(
+                    f"split: expected int64 token ids x and targets y of one shape (N, T), "
+                    f"got {tuple(self.x.shape)} {self.x.dtype} and {tuple(self.y.shape)} "
+                    f"{self.y.dtype}"
+                )
+            return
         if self.x.dtype != torch.float32:
-            raise DataError(f"split x: expected dtype float32, got {self.x.dtype}")
+            raise DataError(
+                f"split x: expected dtype float32, got {self.x.dtype} (int64 is for token ids)"
+            )
         if self.y.dtype != torch.int64:
             raise DataError(f"split y: expected dtype int64, got {self.y.dtype}")
         if self.y.ndim != 1 or self.x.ndim < 2 or self.x.shape[0] != self.y.shape[0]:
@@ -55,11 +67,13 @@ class Dataset:
         test: the official test split.
         probe: fixed seeded subset of `train`, un-augmented, in a fixed order (`probe_subset`).
         num_classes: number of classes; labels lie in [0, num_classes).
-        input_shape: shape of one example, e.g. (1, 8, 8), (1, 28, 28), (3, 32, 32).
+        input_shape: shape of one example, e.g. (1, 8, 8), (1, 28, 28), (3, 32, 32), or
+            (T,) for token sequences of length T.
         augment: maps a training mini-batch x (B, *input_shape) and a torch.Generator to an
             augmented batch of the same shape, deterministically given the generator; None
             when the dataset has no augmentation (or `data.augment` is false).
-        source: where the data came from: a folder path, "scikit-learn" or "generated".
+        source: where the data came from: a folder path, "scikit-learn" or "generated"; a
+            text corpus adds its sha256 and size, so the run's meta.json identifies it.
     """
 
     name: str
