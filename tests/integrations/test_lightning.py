@@ -8,8 +8,17 @@ import torch.nn.functional as F
 
 from sgdwalk.config import WalkConfig
 
-from .conftest import BATCH, LR, N, PROBE_ONLY, assert_tables_match, build_cnn, cnn_forward
-from .conftest import per_example_ce, plain_walk
+from .conftest import (
+    BATCH,
+    LR,
+    PROBE_ONLY,
+    N,
+    assert_tables_match,
+    build_cnn,
+    cnn_forward,
+    per_example_ce,
+    plain_walk,
+)
 
 L = pytest.importorskip("lightning.pytorch")
 

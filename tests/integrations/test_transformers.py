@@ -8,8 +8,15 @@ import torch
 from sgdwalk.config import WalkConfig
 from sgdwalk.errors import ConfigError
 
-from .conftest import BATCH, LR, PROBE_ONLY, SmallCNN, assert_tables_match, per_example_ce
-from .conftest import plain_walk
+from .conftest import (
+    BATCH,
+    LR,
+    PROBE_ONLY,
+    SmallCNN,
+    assert_tables_match,
+    per_example_ce,
+    plain_walk,
+)
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
