@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up sgdwalk in ./.venv on a fresh machine: a virtual environment, PyTorch, then the
-# package with its test extras and Ray (for `sgdwalk sweep --backend ray`). Safe to run
+# package with its test extras, Ray (for `sgdwalk sweep --backend ray`) and the integrations
+# (Lightning, Hugging Face, TensorBoard, W&B; tested against the real packages). Safe to run
 # again; it only installs what is missing.
 #
 # PyTorch comes first and pinned (torch==2.13.0): on the development machines that takes the
@@ -13,4 +14,4 @@ python=${PYTHON:-python3}
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install --quiet torch==2.13.0
 fi
-.venv/bin/pip install --quiet -e ".[test,parquet,ray]"
+.venv/bin/pip install --quiet -e ".[test,parquet,ray,integrations]"

@@ -186,6 +186,13 @@ class Walk:
                 probe.after(ctx)
         return values
 
+    def attach(self, optimizer: torch.optim.Optimizer):
+        """Run around every `optimizer.step()` through its step hooks (sgdwalk.probes.attach);
+        returns the hooks, with `record(loss, batch)` and `remove()`."""
+        from sgdwalk.probes.attach import attach
+
+        return attach(self, optimizer)
+
     def step(self, optimizer, x, y, loss_fn: Callable | None = None) -> torch.Tensor:
         """One whole training step with the walk around it; returns the batch loss."""
         optimizer.zero_grad(set_to_none=True)

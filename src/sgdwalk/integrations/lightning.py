@@ -1,0 +1,77 @@
+"""A PyTorch Lightning callback that runs a `Walk` around every optimizer step.
+
+    trainer = lightning.Trainer(callbacks=[WalkCallback(probes="economy", loss_fn=...)])
+
+Lightning calls the optimizer with a closure (forward and backward run *inside*
+`optimizer.step`), so a step pre-hook would see stale gradients: the snapshot of theta_t
+and g_t is taken in `on_before_optimizer_step` (after backward, clipping and unscaling),
+and the probes run in the optimizer's step post-hook. The batch comes from
+`on_train_batch_start` and the loss from `on_before_backward`; with
+`accumulate_grad_batches` the micro-batches add up into one walk step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning.pytorch as pl
+
+from sgdwalk.probes.walk import Walk
+
+
+class WalkCallback(pl.Callback):
+    """Build `Walk(pl_module, **walk_kwargs)` at fit start and measure every optimizer step.
+
+    Args:
+        probes, loss_fn, probe_set, sink, ...: as for `sgdwalk.Walk`; loss_fn takes the
+            module's output and the target and returns per-example losses.
+        batch_fn: batch -> (x, y) for the probes; default: the batch's first two items.
+    """
+
+    def __init__(self, batch_fn=None, **walk_kwargs):
+        super().__init__()
+        self.walk_kwargs = walk_kwargs
+        self.batch_fn = batch_fn or (lambda batch: (batch[0], batch[1]))
+        self.walk: Walk | None = None
+        self._handles: list = []
+        self._chunks: list = []
+        self._losses: list[tuple[float, int]] = []
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.walk = Walk(pl_module, **self.walk_kwargs)
+        for optimizer in trainer.optimizers:
+            self._handles.append(optimizer.register_step_post_hook(self._after))
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._chunks.append(tuple(self.batch_fn(batch)))
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        # Lightning divides the loss by accumulate_grad_batches before backward: undo it so
+        # the recorded value is the micro-batch's mean loss.
+        scale = trainer.accumulate_grad_batches
+        self._losses.append((float(loss.detach()) * scale, len(self._chunks[-1][1])))
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        n = sum(size for _, size in self._losses)
+        loss = sum(v * size for v, size in self._losses) / n if n else math.nan
+        self.walk.before_step(loss, self._chunks)
+
+    def _after(self, optimizer, args, kwargs) -> None:
+        self._chunks, self._losses = [], []
+        self.walk.after_step(optimizer)
+
+    def state_dict(self) -> dict:
+        return {"walk": self.walk.state_dict()} if self.walk is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._pending_state = state_dict.get("walk")
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        pending = getattr(self, "_pending_state", None)
+        if pending is not None and self.walk is not None:
+            self.walk.load_state_dict(pending)
