@@ -181,8 +181,9 @@ def claim_c12(t: Tables, rng, n_boot):
                        "(walk.preset=line or higher)")
     got1 = interior_convex_part(t, runs, rng, n_boot)
     got2 = height_cosine_parts(t, runs, rng, n_boot)
-    if got1 is None or got2[0] is None:
-        need = got2[1] if got2[0] is None else LINE_NEEDS.format(cols="interior, convex")
+    if got1 is None or got2[0] is None:  # the first input missing, in C1's or C2's words
+        need = LINE_NEEDS.format(cols="interior and line_*_convex") if got1 is None \
+            else got2[1]
         return missing("C12", need + " on a GD run (optim.algorithm=gd)")
     part, used1, steps, d1 = got1
     parts, used2, _, d2 = got2
