@@ -47,6 +47,11 @@ def share(blocks: dict, conds: dict | None = None, draw=IDENTITY) -> float:
     return ones / cells if cells else np.nan
 
 
+def flag_share(flags) -> float:
+    """The share of 1s among one run's measured flags, as measured (no resampling)."""
+    return float(share({"run": count_blocks(flags)}))
+
+
 def shares(data: dict, draw=IDENTITY) -> dict[str, float]:
     """A statistic for the engine: name -> share(blocks, conds, draw) for each
     name -> (blocks, conds) of `data`, in order."""

@@ -39,7 +39,6 @@ class Part:
     min_n: int = 1  # fewer than this: inconclusive
     spread: bool = True  # False: every replicate equalled the point estimate
     blocked: str = ""  # non-empty: inconclusive for this reason (e.g. nothing to resample)
-    note: str = ""
 
     @property
     def effect(self) -> float:
@@ -63,8 +62,8 @@ class Part:
         if self.blocked:
             return self.blocked
         if not self.spread and math.isfinite(self.value):
-            return (self.note + "; " if self.note else "") + "every bootstrap replicate equal"
-        return self.note
+            return "every bootstrap replicate equal"
+        return ""
 
     def to_dict(self) -> dict:
         return {"name": self.name, "statistic": self.statistic, "value": self.value,
