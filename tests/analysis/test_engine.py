@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from sgdwalk.analysis import CONTRADICTED, INCONCLUSIVE, MISSING, SUPPORTED
 from sgdwalk.analysis.bootstrap import Draw
@@ -15,6 +16,7 @@ from sgdwalk.analysis.scope import seeds_by_condition, steps_used
 from sgdwalk.analysis.shares import count_blocks, flag_share, share, shares
 from sgdwalk.analysis.synthetic import run_frame
 from sgdwalk.analysis.tables import Tables, series
+from sgdwalk.errors import ConfigError
 
 N_BOOT = 200
 
@@ -116,3 +118,12 @@ def test_the_share_pools_cells_over_runs_and_resamples_whole_rows():
     # b's rows resampled in 2 circular blocks of 2 rows (sums 2, 2, 1, 1): never 0 or 1/4
     d = Draw(np.random.default_rng(0))
     assert {share({"b": blocks["b"]}, None, d) for _ in range(100)} == {0.5, 0.75, 1.0}
+
+
+def test_a_misspelt_direction_or_combine_is_a_one_line_error():
+    with pytest.raises(ConfigError, match=r"^part p: direction: expected one of above, "
+                       r"below, got 'abvoe'$"):
+        PartSpec("p", "p", 0.5, "abvoe")
+    with pytest.raises(ConfigError, match=r"^claim C0: combine: expected one of all, any, "
+                       r"got 'most'$"):
+        dataclasses.replace(C0, combine="most")

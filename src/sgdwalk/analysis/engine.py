@@ -38,6 +38,7 @@ from sgdwalk.analysis.bootstrap import Estimate, estimate
 from sgdwalk.analysis.scope import eligible, excluded_note
 from sgdwalk.analysis.tables import Tables
 from sgdwalk.analysis.verdict import Claim, Part
+from sgdwalk.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class PartSpec:
     threshold: float
     direction: str = "above"  # "above" | "below": the side of the threshold the claim says
     min_n: int = 1  # fewer measurements (Inputs.n[name]): inconclusive
+
+    def __post_init__(self):
+        _check(f"part {self.name}: direction", self.direction, ("above", "below"))
 
 
 @dataclass
@@ -89,6 +93,9 @@ class ClaimSpec:
     needs_runs: str = ""  # when set and no run is eligible: MISSING, needing this
     needs_suffix: str = ""  # appended to what a statistic's inputs say is missing
 
+    def __post_init__(self):
+        _check(f"claim {self.id}: combine", self.combine, ("all", "any"))
+
 
 def decide(spec: ClaimSpec, t: Tables, rng: np.random.Generator, n_boot: int) -> Claim:
     """The claim `spec` decided on the tables `t` with `n_boot` bootstrap replicates."""
@@ -105,7 +112,8 @@ def decide(spec: ClaimSpec, t: Tables, rng: np.random.Generator, n_boot: int) ->
     for stat, got in zip(spec.statistics, found):
         est = estimate(partial(stat.compute, got.data), rng, n_boot)
         parts += [_part(p, est[p.name], got) for p in stat.parts if p.name in est]
-    # one statistic: its runs in its order; several (C12): every run any of them used
+    # one statistic: its runs in its order; several (C12): every run any of them used;
+    # the steps are the first statistic's (C12: those with C1's line columns)
     used = found[0].runs if len(found) == 1 else sorted({r for g in found for r in g.runs})
     details = {k: v for g in found for k, v in g.details.items()}
     return Claim(spec.id, spec.claim, spec.test, parts=parts, combine=spec.combine,
@@ -119,6 +127,11 @@ def decide(spec: ClaimSpec, t: Tables, rng: np.random.Generator, n_boot: int) ->
 def _part(p: PartSpec, est: Estimate, got: Inputs) -> Part:
     return Part(p.name, p.statistic.format(**got.text), est.value, est.lo, est.hi,
                 p.threshold, p.direction, got.n[p.name], p.min_n, est.spread, got.blocked)
+
+
+def _check(what: str, value, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{what}: expected one of {', '.join(allowed)}, got {value!r}")
 
 
 def _missing(spec: ClaimSpec, needs: str, n_boot: int) -> Claim:
