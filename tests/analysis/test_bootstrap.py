@@ -14,7 +14,7 @@ from sgdwalk.analysis.bootstrap import (
     rel_diff,
     spearman,
 )
-from sgdwalk.analysis.common import epoch_groups
+from sgdwalk.analysis.claims_line import epoch_groups
 from sgdwalk.analysis.verdict import (
     CONTRADICTED,
     INCONCLUSIVE,

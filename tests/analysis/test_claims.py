@@ -5,8 +5,10 @@ clearly on one side of its threshold (supported / contradicted) or straddle it
 (inconclusive); see docs/claims.md for the rules.
 """
 
+import functools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,6 +24,7 @@ from sgdwalk.analysis import (
     write_claims_json,
 )
 from sgdwalk.analysis.synthetic import run_frame, sweep_tables
+from sgdwalk.analysis.tables import Tables
 
 N_BOOT = 300
 EPOCH_COLS = ("train_loss", "test_acc")
@@ -258,8 +261,7 @@ SCENARIOS = {"C1": c1, "C2": c2, "C3": c3, "C4": c4, "C5": c5, "C6": c6, "C7": c
 @pytest.mark.parametrize("verdict", [SUPPORTED, CONTRADICTED, INCONCLUSIVE])
 @pytest.mark.parametrize("cid", list(SCENARIOS))
 def test_each_claim_gives_each_verdict(cid, verdict):
-    rng = np.random.default_rng(7)
-    claim = decide(SCENARIOS[cid](verdict, rng), cid)
+    (claim,) = case_claims(f"{cid}/{verdict}")  # decided on default_rng(7)
     detail = "; ".join(f"{p.name}={p.value:.3f} [{p.lo:.3f}, {p.hi:.3f}] {p.verdict}"
                        for p in claim.parts)
     assert claim.verdict == verdict, f"{cid}: {detail} {claim.needs}"
@@ -349,3 +351,87 @@ def test_format_claims_prints_one_row_per_claim_with_its_numbers():
     for cid in ("C1", "C3", "C9"):
         row = next(line for line in lines if line.startswith(cid + " "))
         assert SUPPORTED in row and "[" in row
+
+
+# ---------------------------------------------------------------- the recorded reference
+#
+# Every claim's output (verdict, parts with value, interval, n and note, runs, steps, needs,
+# notes, details) on the scenarios above and on synthetic sweeps with inputs taken away,
+# recorded once from the code as it was before claims became specs run by one engine:
+# a refactor must reproduce it exactly. Rewrite it only with a rule change, in its own
+# commit: `PYTHONPATH=src python tests/analysis/test_claims.py`.
+
+REFERENCE = Path(__file__).with_name("claims_reference.json")
+
+
+def without(table, *columns):
+    return Tables.from_frames(table.steps.drop(columns=list(columns)))
+
+
+def renamed(table, **names):
+    return Tables.from_frames(table.steps.rename(columns=names))
+
+
+def gd_run(rng, **kw):
+    return line_run(rng, alg="gd", n=30, spe=1, run_id="gd", **kw)
+
+
+EXTRA_CASES = {  # name -> (table builder, n_boot): every claim decided
+    "sweep": (lambda: sweep_tables(epochs=3), 100),
+    "sweep-one-seed": (lambda: sweep_tables(seed=1, epochs=2, seeds=1, lrs=(0.05, 0.1),
+                                            batch_sizes=(32, 64)), 100),
+    # no height, no floor change: C2, C3 missing; C5, C6 still need; C9 without height
+    "sweep-no-height": (lambda: without(sweep_tables(seed=2, epochs=2, seeds=1),
+                                        "line_probe_height", "floor_change",
+                                        "line_probe_floor_loss", "path_length"), 60),
+    # the economy height, cos_grad, the floor change from floor losses, no test accuracy
+    "sweep-econ": (lambda: renamed(without(sweep_tables(seed=3, epochs=2, seeds=1),
+                                           "cos_update", "test_acc", "floor_change"),
+                                   line_probe_height="econ_height"), 60),
+    # two conditions (no correlation for C8), one condition (C7 has nothing to compare)
+    "sweep-two-lr": (lambda: sweep_tables(seed=4, epochs=2, lrs=(0.1, 0.2),
+                                          batch_sizes=(32,)), 60),
+    "sweep-one-condition": (lambda: sweep_tables(seed=5, epochs=2, lrs=(0.1,),
+                                                 batch_sizes=(32,)), 60),
+    "bare": (bare_table, 10),
+    "single-run": (lambda: line_run(np.random.default_rng(1)), 50),
+    "gd-without-line": (lambda: frame("gd", {"loss": np.ones(30)}, 1, algorithm="gd",
+                                      batch_size=512), 20),
+    "gd-without-cosine": (lambda: gd_run(np.random.default_rng(5)).drop(
+        columns=["cos_update"]), 20),
+}
+
+
+@functools.cache
+def case_claims(case: str) -> tuple:
+    """The claims of one reference case: "C1/supported" (a scenario, its claim only) or
+    a name of EXTRA_CASES (every claim)."""
+    if "/" in case:
+        cid, verdict = case.split("/")
+        return (decide(SCENARIOS[cid](verdict, np.random.default_rng(7)), cid),)
+    build, n_boot = EXTRA_CASES[case]
+    return tuple(decide_claims(build(), n_boot=n_boot))
+
+
+CASES = [f"{cid}/{v}" for cid in SCENARIOS for v in (SUPPORTED, CONTRADICTED, INCONCLUSIVE)]
+CASES += list(EXTRA_CASES)
+
+
+def plain(v):
+    """JSON's view of a value: NaN -> None, tuples -> lists, numpy scalars -> Python."""
+    return json.loads(json.dumps(v, default=lambda x: x.item(), allow_nan=True),
+                      parse_constant=lambda _: None)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_claims_match_the_recorded_reference(case):
+    expected = json.loads(REFERENCE.read_text())[case]
+    got = [plain(c.to_dict()) for c in case_claims(case)]
+    assert [c["id"] for c in got] == [c["id"] for c in expected]
+    for g, e in zip(got, expected):
+        assert g == e, f"{case} {e['id']}"
+
+
+if __name__ == "__main__":
+    REFERENCE.write_text(json.dumps({case: [plain(c.to_dict()) for c in case_claims(case)]
+                                     for case in CASES}, indent=1) + "\n")

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from sgdwalk.analysis import SUPPORTED, decide_claims
-from sgdwalk.analysis.common import claim_tables
+from sgdwalk.analysis.scope import claim_tables
 from sgdwalk.analysis.synthetic import run_frame
 from sgdwalk.analysis.tables import Tables, manifest_claims
 from sgdwalk.store import write_manifest

@@ -1,6 +1,8 @@
 """summarize_runs: one documented row per run."""
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -44,3 +46,32 @@ def test_missing_inputs_give_nan_not_errors():
                 "barrier_floor_share", "crossing_share"):
         assert col not in s.columns or pd.isna(row[col]), col
     assert row["status"] == "completed" and row["steps"] == 10
+
+
+# The summaries of a synthetic sweep (whole, and without the floor change and cosines),
+# recorded before the claims' share statistics were merged with the summaries' ones: the
+# merge must reproduce them exactly. Rewrite: `PYTHONPATH=src python
+# tests/analysis/test_summary.py`.
+REFERENCE = Path(__file__).with_name("summary_reference.json")
+SUMMARY_CASES = {
+    "sweep": lambda: sweep_tables(epochs=3),
+    "sweep-partial": lambda: sweep_tables(seed=2, epochs=2, seeds=1).steps.drop(
+        columns=["floor_change", "cos_update", "line_probe_crossing", "barrier_iter_k5"]),
+}
+
+
+def summary_json(case: str) -> dict:
+    s = summarize_runs(SUMMARY_CASES[case]())
+    return json.loads(json.dumps({"columns": list(s.columns), "rows": s.to_dict("index")},
+                                 default=lambda x: x.item(), allow_nan=True),
+                      parse_constant=lambda _: None)
+
+
+@pytest.mark.parametrize("case", list(SUMMARY_CASES))
+def test_summaries_match_the_recorded_reference(case):
+    assert summary_json(case) == json.loads(REFERENCE.read_text())[case]
+
+
+if __name__ == "__main__":
+    REFERENCE.write_text(json.dumps({c: summary_json(c) for c in SUMMARY_CASES}, indent=1)
+                         + "\n")

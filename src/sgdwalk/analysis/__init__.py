@@ -7,7 +7,9 @@
     summarize_runs(table) -> DataFrame       one row per run
     load(dir) -> Tables                      a run or a folder of runs as tables
 
-The verdict rules and every threshold are in docs/claims.md.
+Each claim is a declarative ClaimSpec (claims_*.py) decided by one engine (engine.py):
+eligible runs -> inputs -> hierarchical block bootstrap -> parts -> verdict. The verdict
+rules and every threshold are in docs/claims.md.
 """
 
 from sgdwalk.analysis.decide import (

@@ -9,18 +9,14 @@ barrier probe uses).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
-from sgdwalk.analysis.bootstrap import IDENTITY, Blocks, estimate, nanmean
-from sgdwalk.analysis.common import (
-    eligible,
-    excluded_note,
-    missing,
-    new_claim,
-    seeds_by_condition,
-    steps_used,
-)
+from sgdwalk.analysis.bootstrap import IDENTITY, Blocks, nanmean
+from sgdwalk.analysis.engine import ClaimSpec, Inputs, PartSpec, Statistic
+from sgdwalk.analysis.scope import seeds_by_condition, steps_used
+from sgdwalk.analysis.shares import count_blocks, counts, pooled, shares
 from sgdwalk.analysis.tables import (
     Tables,
     at_epoch_ends,
@@ -29,7 +25,6 @@ from sgdwalk.analysis.tables import (
     has_data,
     pick_line_source,
 )
-from sgdwalk.analysis.verdict import Part
 
 BARRIER_SHARE = 0.05  # C6, C7: "a non-trivial share" of (t, k) with a barrier
 RISE_SHARE = 0.01  # C6: "non-monotone": share of steps whose floor loss rises beyond eps
@@ -87,150 +82,153 @@ def rise_flags(t: Tables, run_id: str, src: str) -> np.ndarray:
     return (change[ok] > eps[ok]).astype(float)
 
 
-def _counts(m: np.ndarray) -> np.ndarray:
-    """Per row of a flag matrix: (count of 1s, count of non-missing cells)."""
-    return np.stack([np.nansum(m, axis=1), np.isfinite(m).sum(axis=1)], axis=1)
+# ---------------------------------------------------------------- C6: the floor has barriers
 
 
-def _prepare(mats: dict) -> dict:
-    return {r: Blocks(_counts(m)) for r, m in mats.items()}
-
-
-def _share(blocks: dict, conds: dict, draw) -> float:
-    """Share of 1s over the non-missing cells, rows (steps) resampled in blocks within
-    runs, seeds within conditions."""
-    tot = cnt = 0.0
-    for rs in conds.values():
-        for r in draw.seeds(rs):
-            (ones, cells), _ = draw.total(blocks[r])
-            tot, cnt = tot + ones, cnt + cells
-    return tot / cnt if cnt else np.nan
-
-
-def claim_c6(t: Tables, rng, n_boot):
-    runs = eligible(t, cid="C6")
+def floor_barriers(t: Tables, runs) -> Inputs | str:
+    """C6's inputs: per run, (t, k) cells with a floor barrier and steps with a floor rise."""
     ks = barrier_ks(t.steps)
     ids = [r for r in runs.index if any(has_data(t.steps, f"barrier_floor_k{k}", [r])
                                         for k in ks)]
     src = eps_source(t, ids) if ids else None
     if not ids or src is None:
-        return missing("C6", BARRIER_NEEDS)
+        return BARRIER_NEEDS
     eps = f"line_{src}_eps"
     floor_m = {r: barrier_flags(t, r, ("floor",), ks, eps)[0] for r in ids}
-    floor = _prepare(floor_m)
     rises = {r: rise_flags(t, r, src) for r in ids}
-    rise_b = _prepare({r: v[:, None] for r, v in rises.items()})
     conds = seeds_by_condition(runs.loc[ids])
     rise_conds = {c: [r for r in rs if len(rises[r])] for c, rs in conds.items()}
     rise_conds = {c: rs for c, rs in rise_conds.items() if rs}
-
-    def stat(d):
-        out = {"floor": _share(floor, conds, d)}
-        if rise_conds:
-            out["rise"] = _share(rise_b, rise_conds, d)
-        return out
-
-    est = estimate(stat, rng, n_boot)
-    cells = int(sum(np.isfinite(m).sum() for m in floor_m.values()))
-    parts = [Part.from_estimate(
-        "share_floor_barriers", f"share of (t, k), k in {ks}, with barrier_floor_k > {eps}",
-        est["floor"], BARRIER_SHARE, "above", cells, MIN_CELLS)]
-    needs = ""
+    data = {"share_floor_barriers": ({r: count_blocks(m) for r, m in floor_m.items()}, conds)}
     if rise_conds:
-        parts.append(Part.from_estimate(
-            "share_floor_rises", f"share of steps whose floor loss rises by more than {eps} "
-            "(floor_change)", est["rise"], RISE_SHARE, "above",
-            int(sum(len(v) for v in rises.values())), MIN_CELLS))
-    else:
-        needs = f"floor_change or line_{src}_floor_loss at consecutive steps"
+        data["share_floor_rises"] = ({r: count_blocks(v) for r, v in rises.items()},
+                                     rise_conds)
+    n = {"share_floor_barriers": int(sum(np.isfinite(m).sum() for m in floor_m.values())),
+         "share_floor_rises": int(sum(len(v) for v in rises.values()))}
     share_k = {f"k{k}": nanmean(np.concatenate([m[:, i] for m in floor_m.values()]))
                for i, k in enumerate(ks)}
-    cols = [f"barrier_floor_k{k}" for k in ks[:1]]
-    return new_claim("C6", parts=parts, runs=ids, steps=steps_used(t, ids, *cols),
-                     details={"line_source": src, "share_by_k": share_k}, needs=needs,
-                     notes=excluded_note(t, cid="C6"))
+    return Inputs(data, ids, steps_used(t, ids, f"barrier_floor_k{ks[0]}"), n,
+                  {"ks": ks, "eps": eps}, {"line_source": src, "share_by_k": share_k},
+                  "" if rise_conds else f"floor_change or line_{src}_floor_loss at "
+                  "consecutive steps")
 
 
-def claim_c7(t: Tables, rng, n_boot):
-    runs = eligible(t, cid="C7")
+C6 = ClaimSpec(
+    "C6", "The valley floor has barriers",
+    "segments between floor points rise above both ends beyond the noise for a non-trivial "
+    "share of (t, k); the floor-loss sequence is non-monotone",
+    (Statistic(floor_barriers, shares, (
+        PartSpec("share_floor_barriers", "share of (t, k), k in {ks}, with barrier_floor_k > "
+                 "{eps}", BARRIER_SHARE, "above", MIN_CELLS),
+        PartSpec("share_floor_rises", "share of steps whose floor loss rises by more than "
+                 "{eps} (floor_change)", RISE_SHARE, "above", MIN_CELLS))),))
+
+
+# ---------------------------------------------------------------- C7: the explorer passes
+
+
+@dataclass
+class Explorer:
+    """C7's data: the explorer's floor and iterate barrier counts of the same steps, and
+    its dist_init against the other conditions of its family at matched epochs."""
+
+    both: dict  # explorer run -> Blocks of (floor ones, cells, iterate ones, cells) per step
+    with_dist: list[str]  # explorer runs with dist_init
+    others: dict  # other condition -> its runs ({} when there is nothing to compare)
+    dist: dict  # run -> dist_init at the matched epochs
+
+
+def explorer_runs(runs, ids) -> list[str]:
+    """The runs of the barrier-carrying condition with the largest lr / B (then lr)."""
+    cand = runs.loc[ids]
+    order = cand.assign(ratio=cand["lr"] / cand["batch_size"]).sort_values(
+        ["ratio", "lr"], ascending=False)
+    return list(cand.index[cand["condition"] == order["condition"].iloc[0]])
+
+
+def explorer(t: Tables, runs) -> Inputs | str:
+    """C7's inputs: the explorer's barriers on both paths and its distance comparison."""
     ks = [k for k in barrier_ks(t.steps) if k in barrier_ks(t.steps, "iter")]
     ids = [r for r in runs.index
            if any(has_data(t.steps, f"barrier_floor_k{k}", [r]) and
                   has_data(t.steps, f"barrier_iter_k{k}", [r]) for k in ks)]
     src = eps_source(t, ids) if ids else None
     if not ids or src is None:
-        return missing("C7", BARRIER_NEEDS.replace("barrier_floor_k*", "barrier_floor_k* and "
-                                                   "barrier_iter_k*"))
+        return BARRIER_NEEDS.replace("barrier_floor_k*", "barrier_floor_k* and "
+                                     "barrier_iter_k*")
     eps = f"line_{src}_eps"
-    # the explorer: the barrier-carrying condition with the largest lr / B (then lr)
-    cand = runs.loc[ids]
-    order = cand.assign(ratio=cand["lr"] / cand["batch_size"]).sort_values(
-        ["ratio", "lr"], ascending=False)
-    cond = order["condition"].iloc[0]
-    expl = list(cand.index[cand["condition"] == cond])
+    expl = explorer_runs(runs, ids)
     mats = {r: barrier_flags(t, r, ("floor", "iter"), ks, eps) for r in expl}
-    floor_m = {r: m[0] for r, m in mats.items()}
     # floor and iterate cells of the same steps, resampled together (a paired comparison)
-    both = {r: Blocks(np.concatenate([_counts(f), _counts(i)], axis=1))
+    both = {r: Blocks(np.concatenate([counts(f), counts(i)], axis=1))
             for r, (f, i) in mats.items()}
-
-    # distance: the explorer vs every other condition of its family (differing in lr, B)
-    fam = family_key(runs, ("optim.lr", "optim.batch_size"))
-    others = [r for r in runs.index if fam[r] == fam[expl[0]] and r not in expl
-              and has_data(t.steps, "dist_init", [r])]
-    with_dist = [r for r in expl if has_data(t.steps, "dist_init", [r])]
-    other_conds = seeds_by_condition(runs.loc[others]) if others and with_dist else {}
-    dist = {}
-    if other_conds:
-        e = min(epochs_completed(t.steps, r, "dist_init") for r in others + with_dist)
-        epochs = np.arange(1, e + 1)
-        dist = {r: at_epoch_ends(t.steps, r, "dist_init", epochs) for r in others + with_dist}
-        if not len(epochs):
-            other_conds = {}
-
-    def shares(d):
-        tot = np.zeros(4)
-        for r in d.seeds(both):
-            tot += d.total(both[r])[0]
-        return tot[0] / tot[1], tot[2] / tot[3]
-
-    def stat(d):
-        f, i = shares(d)
-        out = {"floor": f, "floor_minus_iter": f - i}
-        if other_conds:
-            idx = d.steps(len(next(iter(dist.values()))))
-            mine = np.mean([dist[r][idx] for r in d.seeds(with_dist)], axis=0)
-            signs = [np.sign(mine - np.mean([dist[r][idx] for r in d.seeds(rs)], axis=0))
-                     for rs in other_conds.values()]
-            out["distance"] = nanmean(np.concatenate(signs))
-        return out
-
-    est = estimate(stat, rng, n_boot)
-    cells = int(sum(np.isfinite(m).sum() for m in floor_m.values()))
-    parts = [
-        Part.from_estimate("floor_minus_iter_share", "share of (t, k) with a barrier on the "
-                           "floor path minus the share on the iterate path (explorer runs)",
-                           est["floor_minus_iter"], 0.0, "above", cells, MIN_CELLS),
-        Part.from_estimate("share_floor_barriers", "share of (t, k) with barrier_floor_k > "
-                           f"{eps} (explorer runs)", est["floor"], BARRIER_SHARE, "above",
-                           cells, MIN_CELLS),
-    ]
-    needs = ""
-    if other_conds:
-        parts.append(Part.from_estimate(
-            "distance_rank", "mean sign of (explorer's dist_init - another condition's) at "
-            "matched epochs", est["distance"], 0.0, "above", len(other_conds)))
-    else:
-        needs = ("dist_init on other SGD conditions of the explorer's family (a sweep over "
-                 "lr and B, e.g. `sgdwalk sweep barriers`)")
-    label = runs.loc[expl[0], "label"]
-    details = {"explorer": label, "iter_share": shares(IDENTITY)[1],
+    with_dist, others, other_conds, dist = _distances(t, runs, expl)
+    data = Explorer(both, with_dist, other_conds, dist)
+    cells = int(sum(np.isfinite(f).sum() for f, _ in mats.values()))
+    details = {"explorer": runs.loc[expl[0], "label"],
+               "iter_share": _path_shares(data, IDENTITY)[1],
                "compared_with": sorted({runs.loc[r, "label"] for r in others})}
     crossing = pick_line_source(t.steps, ("crossing",), expl)
     if crossing:
         details["crossing_share"] = nanmean(
             t.steps.loc[t.steps["run_id"].isin(expl), f"line_{crossing}_crossing"])
-    used = expl + (others if other_conds else [])
-    return new_claim("C7", parts=parts, runs=used,
-                     steps=steps_used(t, expl, f"barrier_floor_k{ks[0]}"), details=details,
-                     needs=needs, notes=excluded_note(t, cid="C7"))
+    needs = "" if other_conds else ("dist_init on other SGD conditions of the explorer's "
+                                    "family (a sweep over lr and B, e.g. `sgdwalk sweep "
+                                    "barriers`)")
+    return Inputs(data, expl + (others if other_conds else []),
+                  steps_used(t, expl, f"barrier_floor_k{ks[0]}"),
+                  {"floor_minus_iter_share": cells, "share_floor_barriers": cells,
+                   "distance_rank": len(other_conds)}, {"eps": eps}, details, needs)
+
+
+def _distances(t: Tables, runs, expl):
+    """(explorer runs with dist_init, the other runs of its family (differing in lr, B)
+    with dist_init, their conditions ({} when nothing to compare), run -> dist_init at the
+    epochs all of them completed)."""
+    fam = family_key(runs, ("optim.lr", "optim.batch_size"))
+    others = [r for r in runs.index if fam[r] == fam[expl[0]] and r not in expl
+              and has_data(t.steps, "dist_init", [r])]
+    with_dist = [r for r in expl if has_data(t.steps, "dist_init", [r])]
+    conds = seeds_by_condition(runs.loc[others]) if others and with_dist else {}
+    if not conds:
+        return with_dist, others, {}, {}
+    e = min(epochs_completed(t.steps, r, "dist_init") for r in others + with_dist)
+    epochs = np.arange(1, e + 1)
+    dist = {r: at_epoch_ends(t.steps, r, "dist_init", epochs) for r in others + with_dist}
+    return with_dist, others, conds if len(epochs) else {}, dist
+
+
+def _path_shares(data: Explorer, draw) -> tuple[float, float]:
+    """Shares of (t, k) with a barrier on the floor path and on the iterate path, the
+    explorer's runs (seeds) and steps resampled together."""
+    tot = pooled(data.both, {0: list(data.both)}, draw)
+    return tot[0] / tot[1], tot[2] / tot[3]
+
+
+def explorer_contrasts(data: Explorer, d) -> dict[str, float]:
+    """The floor-path share, floor minus iterate share, and the mean sign of (explorer's
+    dist_init - another condition's) over matched epochs and the other conditions."""
+    f, i = _path_shares(data, d)
+    out = {"share_floor_barriers": f, "floor_minus_iter_share": f - i}
+    if data.others:
+        idx = d.steps(len(next(iter(data.dist.values()))))
+        mine = np.mean([data.dist[r][idx] for r in d.seeds(data.with_dist)], axis=0)
+        signs = [np.sign(mine - np.mean([data.dist[r][idx] for r in d.seeds(rs)], axis=0))
+                 for rs in data.others.values()]
+        out["distance_rank"] = nanmean(np.concatenate(signs))
+    return out
+
+
+C7 = ClaimSpec(
+    "C7", "Moving above the floor lets SGD travel far from init without being stopped by "
+    "those barriers",
+    "large-lr / small-B runs: large distance, few barriers on the iterate path despite "
+    "barriers on the floor path",
+    (Statistic(explorer, explorer_contrasts, (
+        PartSpec("floor_minus_iter_share", "share of (t, k) with a barrier on the floor path "
+                 "minus the share on the iterate path (explorer runs)", 0.0, "above",
+                 MIN_CELLS),
+        PartSpec("share_floor_barriers", "share of (t, k) with barrier_floor_k > {eps} "
+                 "(explorer runs)", BARRIER_SHARE, "above", MIN_CELLS),
+        PartSpec("distance_rank", "mean sign of (explorer's dist_init - another "
+                 "condition's) at matched epochs", 0.0))),))

@@ -3,18 +3,20 @@ not SGD, compared at matched iterations).
 
 A run's *final* value of a metric is the mean of its measurements in the last quarter of
 the steps at which it was measured (extended to the last three within the last half when
-fewer); the bootstrap resamples
-those measurements (and seeds within conditions).
+fewer); the bootstrap resamples those measurements (and seeds within conditions).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from sgdwalk.analysis.bootstrap import IDENTITY, estimate, nanmean, rel_diff, spearman
-from sgdwalk.analysis.common import eligible, excluded_note, missing, new_claim, steps_used
+from sgdwalk.analysis.bootstrap import IDENTITY, nanmean, rel_diff, spearman
+from sgdwalk.analysis.engine import ClaimSpec, Inputs, PartSpec, Statistic
+from sgdwalk.analysis.families import N_ITER_CHECKPOINTS
+from sgdwalk.analysis.scope import steps_used
 from sgdwalk.analysis.tables import Tables, family_key, height_column, series, value_at
-from sgdwalk.analysis.verdict import Part
 
 FINAL_FRACTION = 0.25  # "final": measurements in the last quarter of the measured steps...
 FINAL_MIN = 3  # ...extended to the last 3 when fewer, within the last half of the span
@@ -41,6 +43,9 @@ def final_values(t: Tables, run_id: str, column: str) -> np.ndarray:
     return rows[column].to_numpy(dtype=float)[final_mask(rows["step"].to_numpy())]
 
 
+# ---------------------------------------------------------------- C8: flatter, better
+
+
 def dominance_pairs(runs) -> list[tuple[int, int]]:
     """(i, j) condition pairs of one family (differing only in lr and B) where i is the
     more exploring: lr_i >= lr_j and B_i <= B_j, not both equal."""
@@ -60,63 +65,81 @@ def dominance_pairs(runs) -> list[tuple[int, int]]:
     return out
 
 
-def claim_c8(t: Tables, rng, n_boot):
-    runs = eligible(t, cid="C8")
+@dataclass
+class Finals:
+    """C8's data: per condition its runs, per run its final sharpness and test accuracy."""
+
+    conds: dict  # condition -> run ids
+    sharp: dict  # run -> final sharp_lambda_max measurements
+    acc: dict  # run -> final test_acc measurements
+    pairs: list  # dominance pairs of conditions
+
+
+def flatness(t: Tables, runs):
+    """C8's inputs: final sharpness and test accuracy of conditions over an lr x B grid."""
     sharp = {r: v for r in runs.index if len(v := final_values(t, r, "sharp_lambda_max"))}
     acc = {r: v for r in runs.index if len(v := final_values(t, r, "test_acc"))}
     ids = [r for r in runs.index if r in sharp and r in acc]
     sel = runs.loc[ids]
     pairs = dominance_pairs(sel) if ids else []
     if not pairs:
-        return missing("C8", "sharp_lambda_max (walk.sharpness; preset curvature or higher) "
-                       "and test_acc on SGD runs over an lr x B grid (e.g. `sgdwalk sweep "
-                       "flatness`)")
-    conds = {c: list(g.index) for c, g in sel.groupby("condition")}
-
-    def finals(d):
-        out = {}
-        for c, rs in conds.items():
-            chosen = d.seeds(rs)
-            out[c] = (np.mean([sharp[r][d.steps(len(sharp[r]))].mean() for r in chosen]),
-                      np.mean([acc[r][d.steps(len(acc[r]))].mean() for r in chosen]))
-        return out
-
-    def stat(d):
-        f = finals(d)
-        out = {"sharp": nanmean([np.sign(f[j][0] - f[i][0]) for i, j in pairs]),
-               "acc": nanmean([np.sign(f[i][1] - f[j][1]) for i, j in pairs])}
-        if len(conds) >= 3:
-            out["corr"] = -spearman([v[0] for v in f.values()], [v[1] for v in f.values()])
-        return out
-
-    est = estimate(stat, rng, n_boot)
-    units = max(max(len(rs) for rs in conds.values()),
+        return ("sharp_lambda_max (walk.sharpness; preset curvature or higher) and test_acc "
+                "on SGD runs over an lr x B grid (e.g. `sgdwalk sweep flatness`)")
+    data = Finals({c: list(g.index) for c, g in sel.groupby("condition")}, sharp, acc, pairs)
+    units = max(max(len(rs) for rs in data.conds.values()),
                 min(min(len(sharp[r]), len(acc[r])) for r in ids))
-    blocked = "" if units >= 2 else ("no uncertainty estimate: one seed and one final "
-                                     "measurement per run")
-    parts = [
-        Part.from_estimate("flatter_when_exploring", "mean sign of (sharpness of the less "
-                           "exploring - of the more exploring run) over (lr up, B down) pairs",
-                           est["sharp"], 0.0, "above", len(pairs), blocked=blocked),
-        Part.from_estimate("better_when_exploring", "mean sign of (test_acc of the more "
-                           "exploring - of the less exploring run) over the same pairs",
-                           est["acc"], 0.0, "above", len(pairs), blocked=blocked),
-    ]
-    notes = excluded_note(t, cid="C8")
-    if "corr" in est:
-        parts.append(Part.from_estimate("sharpness_accuracy_anticorrelation", "-Spearman "
-                                        "correlation of final sharpness with final test_acc "
-                                        "over conditions", est["corr"], 0.0, "above",
-                                        len(conds), 3, blocked=blocked))
-    else:
-        notes.append("correlation over the sweep needs >= 3 conditions")
     label = sel.groupby("condition")["label"].first()
-    f = finals(IDENTITY)
     details = {"final": {label[c]: {"sharp_lambda_max": v[0], "test_acc": v[1]}
-                         for c, v in f.items()},
+                         for c, v in condition_finals(data, IDENTITY).items()},
                "pairs": [[label[i], label[j]] for i, j in pairs]}
-    return new_claim("C8", parts=parts, runs=ids, steps=steps_used(t, ids, "sharp_lambda_max"),
-                     details=details, notes=notes)
+    n = {"flatter_when_exploring": len(pairs), "better_when_exploring": len(pairs),
+         "sharpness_accuracy_anticorrelation": len(data.conds)}
+    notes = [] if len(data.conds) >= 3 else ["correlation over the sweep needs >= 3 "
+                                             "conditions"]
+    return Inputs(data, ids, steps_used(t, ids, "sharp_lambda_max"), n, details=details,
+                  notes=notes, blocked="" if units >= 2 else (
+                      "no uncertainty estimate: one seed and one final measurement per run"))
+
+
+def condition_finals(data: Finals, d) -> dict:
+    """condition -> (final sharpness, final test_acc), means over (drawn) seeds of the
+    means of (drawn) final measurements."""
+    out = {}
+    for c, rs in data.conds.items():
+        chosen = d.seeds(rs)
+        out[c] = (np.mean([data.sharp[r][d.steps(len(data.sharp[r]))].mean() for r in chosen]),
+                  np.mean([data.acc[r][d.steps(len(data.acc[r]))].mean() for r in chosen]))
+    return out
+
+
+def flatness_signs(data: Finals, d) -> dict[str, float]:
+    """Over dominance pairs (i explores more than j): mean sign(sharp_j - sharp_i), mean
+    sign(acc_i - acc_j); over >= 3 conditions, -Spearman(sharpness, accuracy)."""
+    f = condition_finals(data, d)
+    out = {"flatter_when_exploring": nanmean([np.sign(f[j][0] - f[i][0])
+                                              for i, j in data.pairs]),
+           "better_when_exploring": nanmean([np.sign(f[i][1] - f[j][1])
+                                             for i, j in data.pairs])}
+    if len(data.conds) >= 3:
+        out["sharpness_accuracy_anticorrelation"] = -spearman(
+            [v[0] for v in f.values()], [v[1] for v in f.values()])
+    return out
+
+
+C8 = ClaimSpec(
+    "C8", "Large lr / small B end in flatter regions that generalise better",
+    "lower top Hessian eigenvalue and higher test accuracy for those runs; correlation over "
+    "the sweep",
+    (Statistic(flatness, flatness_signs, (
+        PartSpec("flatter_when_exploring", "mean sign of (sharpness of the less exploring - "
+                 "of the more exploring run) over (lr up, B down) pairs", 0.0),
+        PartSpec("better_when_exploring", "mean sign of (test_acc of the more exploring - of "
+                 "the less exploring run) over the same pairs", 0.0),
+        PartSpec("sharpness_accuracy_anticorrelation", "-Spearman correlation of final "
+                 "sharpness with final test_acc over conditions", 0.0, "above", 3))),))
+
+
+# ---------------------------------------------------------------- C9: GD + noise is not SGD
 
 
 def match_sgd(runs, noisy_cond: int) -> int | None:
@@ -141,10 +164,62 @@ def noisy_conditions(runs) -> list[int]:
     return sorted(noisy["condition"].unique())
 
 
-C9_TEXT = {"dist": "|relative difference| of dist_init at matched iterations",
-           "height": "|relative difference| of the median height",
-           "loss": "|relative difference| of the final train_loss",
-           "acc": "|difference| of the final test_acc"}
+C9_KEYS = ("dist", "height", "loss", "acc")  # the compared quantities, parts "<key>_differs"
+
+
+@dataclass
+class NoisePairs:
+    """C9's data: (SGD condition, GD + noise condition) pairs and their values."""
+
+    pairs: list[tuple[int, int]]
+    by_cond: dict  # condition -> run ids
+    values: dict  # (pair, key) -> run -> values; all but "height" at shared steps (paired)
+
+
+def noise_pairs(t: Tables, runs):
+    """C9's inputs: SGD vs GD + noise at matched iterations (the same number of updates;
+    the noise study gives every variant the same count): distance at common steps, final
+    train loss and test accuracy at the same final evaluation steps, median height up to
+    the common last step."""
+    pairs = [(m, g) for g in noisy_conditions(runs) if (m := match_sgd(runs, g)) is not None]
+    if not pairs:
+        return ("a GD + noise run (optim.algorithm=gd_noise) and an SGD run with the same lr "
+                "(e.g. `sgdwalk sweep noise`)")
+    by_cond = {c: list(g.index) for c, g in runs.groupby("condition")}
+    hcol = height_column(t.steps, list(runs.index))
+    values = {}
+    for p in pairs:
+        values.update(_pair_values(t, p, by_cond[p[0]] + by_cond[p[1]], hcol))
+    data = NoisePairs(pairs, by_cond, values)
+    point = noise_differences(data, IDENTITY)
+    absent = [k for k in C9_KEYS if f"{k}_differs" not in point]
+    label = runs.groupby("condition")["label"].first()
+    used = sorted({r for p in pairs for c in p for r in by_cond[c]})
+    details = {"pairs": [[label[a], label[b]] for a, b in pairs],
+               "signed": {k: float(point[f"{k}_signed"]) for k in C9_KEYS
+                          if f"{k}_signed" in point}}
+    return Inputs(data, used, steps_used(t, used, "dist_init"),
+                  {f"{k}_differs": len(pairs) for k in C9_KEYS}, {"height": hcol}, details,
+                  "" if not absent else "inputs for: " + ", ".join(absent))
+
+
+def _pair_values(t: Tables, p, rs, hcol) -> dict:
+    """(p, key) -> run -> values, for each key with a finite value in every run of pair p."""
+    last = min(int(t.runs.loc[r, "last_step"]) for r in rs)
+    cps = np.unique(np.round(np.linspace(0, last, N_ITER_CHECKPOINTS)).astype(int))
+    out = {}
+    for key, col in zip(C9_KEYS, ("dist_init", hcol, "train_loss", "test_acc")):
+        if col is None:
+            continue
+        if key == "height":
+            vals = {r: (v := series(t.steps, r, col))[col].to_numpy(float)[
+                v["step"].to_numpy() <= last] for r in rs}
+        else:
+            at = cps if key == "dist" else _final_evals(t, rs, col, last)
+            vals = {r: value_at(t.steps, r, col, at) for r in rs}
+        if all(np.isfinite(v).any() for v in vals.values()):
+            out[p, key] = vals
+    return out
 
 
 def _final_evals(t: Tables, rs, column: str, last: int) -> np.ndarray:
@@ -156,77 +231,44 @@ def _final_evals(t: Tables, rs, column: str, last: int) -> np.ndarray:
     return fewest[final_mask(fewest)]
 
 
-def claim_c9(t: Tables, rng, n_boot):
-    """SGD vs GD + noise at matched iterations (the same number of updates; the noise study
-    gives every variant the same count): distance at common steps, final train loss and
-    test accuracy at the same final evaluation steps, median height up to the common last
-    step."""
-    runs = eligible(t, ("sgd", "gd_noise"), "C9")
-    pairs = [(m, g) for g in noisy_conditions(runs) if (m := match_sgd(runs, g)) is not None]
-    if not pairs:
-        return missing("C9", "a GD + noise run (optim.algorithm=gd_noise) and an SGD run with "
-                       "the same lr (e.g. `sgdwalk sweep noise`)")
-    by_cond = {c: list(g.index) for c, g in runs.groupby("condition")}
-    hcol = height_column(t.steps, list(runs.index))
-    data = {}  # (pair, key) -> run -> values; all but "height" at shared steps (paired)
-    for p in pairs:
-        rs = by_cond[p[0]] + by_cond[p[1]]
-        last = min(int(t.runs.loc[r, "last_step"]) for r in rs)
-        cps = np.unique(np.round(np.linspace(0, last, 20)).astype(int))
-        for key, col in (("dist", "dist_init"), ("height", hcol), ("loss", "train_loss"),
-                         ("acc", "test_acc")):
-            if col is None:
+def _side(data: NoisePairs, p, key: str, c: int, d, idx) -> np.ndarray:
+    """Condition c's value in pair p: the mean over (drawn) seeds of the median of (drawn)
+    heights, or of the values at the (drawn) shared steps idx."""
+    per_run = []
+    for r in d.seeds(data.by_cond[c]):
+        v = data.values[p, key][r]
+        per_run.append(np.median(v[d.steps(len(v))]) if key == "height" else v[idx])
+    return np.mean(per_run, axis=0)
+
+
+def noise_differences(data: NoisePairs, d) -> dict[str, float]:
+    """Per key, over pairs: mean |rel_diff(SGD, GD + noise)| (|difference| for test_acc)
+    as "<key>_differs", and the mean signed one as "<key>_signed"."""
+    out = {}
+    for key in C9_KEYS:
+        diffs = []
+        for p in data.pairs:
+            if (p, key) not in data.values:
                 continue
-            if key == "height":
-                vals = {r: (v := series(t.steps, r, col))[col].to_numpy(float)[
-                    v["step"].to_numpy() <= last] for r in rs}
-            else:
-                at = cps if key == "dist" else _final_evals(t, rs, col, last)
-                vals = {r: value_at(t.steps, r, col, at) for r in rs}
-            if all(np.isfinite(v).any() for v in vals.values()):
-                data[p, key] = vals
+            idx = d.steps(len(next(iter(data.values[p, key].values()))))
+            a, b = (_side(data, p, key, c, d, idx) for c in p)  # sgd, gd_noise
+            diffs.append(nanmean(a - b if key == "acc" else rel_diff(a, b)))
+        if diffs:
+            out[f"{key}_signed"] = nanmean(diffs)
+            out[f"{key}_differs"] = nanmean(np.abs(diffs))
+    return out
 
-    def side(p, key, c, d, idx=None):
-        vals = data[p, key]
-        per_run = []
-        for r in d.seeds(by_cond[c]):
-            v = vals[r]
-            if key == "height":
-                per_run.append(np.median(v[d.steps(len(v))]))
-            else:
-                per_run.append(v[idx])
-        return np.mean(per_run, axis=0)
 
-    def stat(d):
-        out = {}
-        for key in C9_TEXT:
-            diffs = []
-            for p in pairs:
-                if (p, key) not in data:
-                    continue
-                idx = d.steps(len(next(iter(data[p, key].values()))))
-                a, b = (side(p, key, c, d, idx) for c in p)  # sgd, gd_noise
-                diffs.append(nanmean(a - b if key == "acc" else rel_diff(a, b)))
-            if diffs:
-                out[key + "_signed"] = nanmean(diffs)
-                out[key] = nanmean(np.abs(diffs))
-        return out
-
-    est = estimate(stat, rng, n_boot)
-    parts = []
-    for key, text in C9_TEXT.items():
-        if key in est:
-            thr = MIN_ACC_DIFF if key == "acc" else MIN_DIFF
-            if key == "height":
-                text = text.replace("the median height", f"the median {hcol}")
-            parts.append(Part.from_estimate(f"{key}_differs", f"{text}, SGD vs GD + noise",
-                                            est[key], thr, "above", len(pairs)))
-    absent = [k for k in C9_TEXT if k not in est]
-    label = runs.groupby("condition")["label"].first()
-    used = sorted({r for p in pairs for c in p for r in by_cond[c]})
-    details = {"pairs": [[label[a], label[b]] for a, b in pairs],
-               "signed": {k: est[k + "_signed"].value for k in C9_TEXT if k + "_signed" in est}}
-    return new_claim("C9", parts=parts, combine="any", runs=used,
-                     steps=steps_used(t, used, "dist_init"), details=details,
-                     needs=("" if not absent else "inputs for: " + ", ".join(absent)),
-                     notes=excluded_note(t, ("sgd", "gd_noise"), "C9"))
+C9 = ClaimSpec(
+    "C9", "GD plus isotropic noise of matched size does not behave like SGD",
+    "GD + noise vs SGD on distance, height, final loss, test accuracy",
+    (Statistic(noise_pairs, noise_differences, (
+        PartSpec("dist_differs", "|relative difference| of dist_init at matched iterations, "
+                 "SGD vs GD + noise", MIN_DIFF),
+        PartSpec("height_differs", "|relative difference| of the median {height}, SGD vs "
+                 "GD + noise", MIN_DIFF),
+        PartSpec("loss_differs", "|relative difference| of the final train_loss, SGD vs "
+                 "GD + noise", MIN_DIFF),
+        PartSpec("acc_differs", "|difference| of the final test_acc, SGD vs GD + noise",
+                 MIN_ACC_DIFF))),),
+    algorithms=("sgd", "gd_noise"), combine="any")

@@ -7,21 +7,15 @@ steps within runs and over seeds within conditions).
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 
-from sgdwalk.analysis.bootstrap import IDENTITY, Blocks, estimate
-from sgdwalk.analysis.common import (
-    eligible,
-    epoch_groups,
-    excluded_note,
-    missing,
-    new_claim,
-    seeds_by_condition,
-    steps_used,
-)
+from sgdwalk.analysis.bootstrap import IDENTITY
+from sgdwalk.analysis.engine import ClaimSpec, Inputs, PartSpec, Statistic
+from sgdwalk.analysis.scope import seeds_by_condition, steps_used
+from sgdwalk.analysis.shares import count_blocks, shares
 from sgdwalk.analysis.tables import Tables, has_data, pick_line_source, series
-from sgdwalk.analysis.verdict import Part
 
 MIN_GROUP = 10  # line curves per analysed epoch (sparser epochs are merged)
 SHARE = 0.5  # C1, C2: "most steps"
@@ -31,17 +25,7 @@ LINE_NEEDS = ("line_*_{cols} from the line probe (walk.line; walk.preset=line or
               "e.g. `sgdwalk sweep trajectory`)")
 
 
-def _share(flags: dict, conds: dict, draw) -> float:
-    """Share of 1s over the runs' flags: seeds drawn within conditions, steps in blocks."""
-    tot = cnt = 0
-    for rs in conds.values():
-        for r in draw.seeds(rs):
-            s, n = draw.total(flags[r])
-            tot, cnt = tot + s, cnt + n
-    return tot / cnt if cnt else np.nan
-
-
-def _flags(t: Tables, runs, columns, flag) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def run_flags(t: Tables, runs, columns, flag) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """run -> (0/1 flags, 1-based epochs) over the steps where all columns are finite."""
     out = {}
     for r in runs.index:
@@ -54,51 +38,97 @@ def _flags(t: Tables, runs, columns, flag) -> dict[str, tuple[np.ndarray, np.nda
     return out
 
 
-def interior_convex_part(t: Tables, runs, rng, n_boot):
-    """C1's part on `runs`: (Part, run ids, steps used, details) or None without inputs."""
+def epoch_groups(epochs: np.ndarray, min_n: int) -> np.ndarray:
+    """Group labels for measurements by (1-based) epoch: consecutive epochs are merged until
+    a group holds >= min_n measurements; a short remainder joins the group before it.
+    The label is the group's first epoch. epochs must be sorted."""
+    uniq, counts = np.unique(epochs, return_counts=True)
+    group_of, start, acc, closed = {}, None, 0, []
+    for e, c in zip(uniq, counts):
+        if start is None:
+            start = e
+        acc += c
+        group_of[e] = start
+        if acc >= min_n:
+            closed.append(start)
+            start, acc = None, 0
+    if start is not None and closed:  # a short remainder joins the previous group
+        for e in uniq:
+            if group_of[e] == start:
+                group_of[e] = closed[-1]
+    return np.array([group_of[e] for e in epochs], dtype=np.int64)
+
+
+# ---------------------------------------------------------------- C1: interior convex floors
+
+
+@dataclass
+class EpochCells:
+    """Per run, the flags of each analysed epoch (label: its first epoch) as count blocks."""
+
+    cells: dict  # run -> {label: Blocks}
+    labels: list[int]  # the labels holding >= MIN_GROUP measurements over all runs
+    conds: dict  # condition -> run ids
+
+
+def epoch_shares(data: EpochCells, draw) -> dict[int, float]:
+    """Per analysed epoch, the share of flagged steps pooled over the (drawn) seeds of each
+    condition, the steps of each run and epoch resampled in blocks."""
+    tot, cnt = defaultdict(float), defaultdict(float)
+    for rs in data.conds.values():
+        for r in draw.seeds(rs):
+            for lab, f in data.cells[r].items():
+                (ones, cells), _ = draw.total(f)
+                tot[lab] += ones
+                cnt[lab] += cells
+    return {lab: tot[lab] / cnt[lab] for lab in data.labels}
+
+
+def lowest_epoch_share(data: EpochCells, draw) -> dict[str, float]:
+    """min over analysed epochs E of share_E (epoch_shares)."""
+    s = epoch_shares(data, draw)
+    return {"min_epoch_share": min(s.values()) if s else np.nan}
+
+
+def interior_convex(t: Tables, runs) -> Inputs | str:
+    """C1's inputs: per run and analysed epoch, steps flagged interior = 1 and convex = 1."""
     src = pick_line_source(t.steps, ("interior", "convex"), list(runs.index))
     if src is None:
-        return None
+        return LINE_NEEDS.format(cols="interior and line_*_convex")
     cols = (f"line_{src}_interior", f"line_{src}_convex")
-    flags = _flags(t, runs, cols, lambda rows: (rows[cols[0]] == 1) & (rows[cols[1]] == 1))
-    cells = {}  # run -> {group label (first epoch): flags of its steps}
+    flags = run_flags(t, runs, cols, lambda rows: (rows[cols[0]] == 1) & (rows[cols[1]] == 1))
+    cells = {}
     for r, (f, epochs) in flags.items():
         groups = epoch_groups(epochs, MIN_GROUP)
-        cells[r] = {int(lab): Blocks(f[groups == lab]) for lab in np.unique(groups)}
-    counts = defaultdict(int)
+        cells[r] = {int(lab): count_blocks(f[groups == lab]) for lab in np.unique(groups)}
+    n_of = defaultdict(int)
     for groups in cells.values():
         for lab, f in groups.items():
-            counts[lab] += f.n
-    labels = sorted(lab for lab, n in counts.items() if n >= MIN_GROUP)
-    conds = seeds_by_condition(runs.loc[list(cells)])
-
-    def shares(draw):
-        tot, cnt = defaultdict(float), defaultdict(int)
-        for rs in conds.values():
-            for r in draw.seeds(rs):
-                for lab, f in cells[r].items():
-                    s, n = draw.total(f)
-                    tot[lab] += s
-                    cnt[lab] += n
-        return {lab: tot[lab] / cnt[lab] for lab in labels}
-
-    def stat(draw):
-        s = shares(draw)
-        return min(s.values()) if s else np.nan
-
-    est = estimate(stat, rng, n_boot)[""]
-    n = sum(counts.values())
-    part = Part.from_estimate(
-        "min_epoch_share", f"lowest share, over analysed epochs, of steps with an interior "
-        f"convex floor (line_{src})", est, SHARE, "above", n=n, min_n=MIN_GROUP)
-    details = {"line_source": src, "share_by_epoch": {str(k): v for k, v in
-                                                     shares(IDENTITY).items()}}
-    return part, list(cells), steps_used(t, list(cells), *cols), details
+            n_of[lab] += f.n
+    labels = sorted(lab for lab, n in n_of.items() if n >= MIN_GROUP)
+    data = EpochCells(cells, labels, seeds_by_condition(runs.loc[list(cells)]))
+    by_epoch = {str(k): v for k, v in epoch_shares(data, IDENTITY).items()}
+    return Inputs(data, list(cells), steps_used(t, list(cells), *cols),
+                  {"min_epoch_share": sum(n_of.values())}, {"src": src},
+                  {"line_source": src, "share_by_epoch": by_epoch})
 
 
-def height_cosine_parts(t: Tables, runs, rng, n_boot):
-    """C2's two parts on `runs`; None when height or cosine inputs are missing.
-    Returns (parts, run ids, steps used, details) or (None, what is missing)."""
+INTERIOR_CONVEX = Statistic(interior_convex, lowest_epoch_share, (PartSpec(
+    "min_epoch_share", "lowest share, over analysed epochs, of steps with an interior convex "
+    "floor (line_{src})", SHARE, "above", MIN_GROUP),))
+
+C1 = ClaimSpec(
+    "C1", "For most of training the loss on the line theta_t -> theta_t+1 is roughly convex "
+    "with its minimum strictly inside (0, 1)",
+    "share of steps with an interior, convex minimum > 0.5 in every analysed epoch",
+    (INTERIOR_CONVEX,))
+
+
+# ---------------------------------------------------------------- C2: height and bouncing
+
+
+def height_cosine(t: Tables, runs) -> Inputs | str:
+    """C2's inputs: per run, steps with height > eps and steps with a negative cosine."""
     ids = list(runs.index)
     src = pick_line_source(t.steps, ("height", "eps"), ids)
     cos = next((c for c in ("cos_update", "cos_grad") if has_data(t.steps, c, ids)), None)
@@ -108,89 +138,62 @@ def height_cosine_parts(t: Tables, runs, rng, n_boot):
             need.append(LINE_NEEDS.format(cols="height and line_*_eps"))
         if cos is None:
             need.append("cos_update from the trajectory probe (walk.trajectory; preset cheap)")
-        return None, "; ".join(need)
+        return "; ".join(need)
     h, e = f"line_{src}_height", f"line_{src}_eps"
-    high = _flags(t, runs, (h, e), lambda rows: rows[h] > rows[e])
-    neg = _flags(t, runs, (cos,), lambda rows: rows[cos] < 0)
+    high = run_flags(t, runs, (h, e), lambda rows: rows[h] > rows[e])
+    neg = run_flags(t, runs, (cos,), lambda rows: rows[cos] < 0)
     used = sorted(set(high) & set(neg))
     conds = seeds_by_condition(runs.loc[used])
-    blocks = {key: {r: Blocks(flags[r][0]) for r in used}
-              for key, flags in (("height", high), ("cos", neg))}
-
-    def stat(draw):
-        return {key: _share(b, conds, draw) for key, b in blocks.items()}
-
-    est = estimate(stat, rng, n_boot)
-    n_h = sum(len(high[r][0]) for r in used)
-    n_c = sum(len(neg[r][0]) for r in used)
-    parts = [
-        Part.from_estimate("share_height_above_noise", f"share of steps with height > eps "
-                           f"({h} > {e})", est["height"], SHARE, "above", n_h, MIN_GROUP),
-        Part.from_estimate("share_negative_cosine", f"share of steps with {cos} < 0",
-                           est["cos"], SHARE, "above", n_c, MIN_GROUP),
-    ]
-    steps = steps_used(t, used, h, e)
-    return parts, used, steps, {"line_source": src, "cosine": cos}
+    data = {name: ({r: count_blocks(flags[r][0]) for r in used}, conds) for name, flags in
+            (("share_height_above_noise", high), ("share_negative_cosine", neg))}
+    n = {name: sum(len(flags[r][0]) for r in used) for name, flags in
+         (("share_height_above_noise", high), ("share_negative_cosine", neg))}
+    return Inputs(data, used, steps_used(t, used, h, e), n,
+                  {"height": h, "eps": e, "cos": cos}, {"line_source": src, "cosine": cos})
 
 
-def claim_c1(t: Tables, rng, n_boot, algorithms=("sgd",), cid="C1"):
-    runs = eligible(t, algorithms, cid)
-    got = interior_convex_part(t, runs, rng, n_boot)
-    if got is None:
-        return missing(cid, LINE_NEEDS.format(cols="interior and line_*_convex")
-                       + _alg_note(algorithms))
-    part, used, steps, details = got
-    return new_claim(cid, parts=[part], runs=used, steps=steps, details=details,
-                     notes=excluded_note(t, algorithms, cid))
+HEIGHT_COSINE = Statistic(height_cosine, shares, (
+    PartSpec("share_height_above_noise", "share of steps with height > eps ({height} > "
+             "{eps})", SHARE, "above", MIN_GROUP),
+    PartSpec("share_negative_cosine", "share of steps with {cos} < 0", SHARE, "above",
+             MIN_GROUP)))
+
+C2 = ClaimSpec(
+    "C2", "SGD moves at a height above the valley floor, bouncing between its walls",
+    "height > noise for most steps; cosine of consecutive updates mostly < 0",
+    (HEIGHT_COSINE,))
 
 
-def claim_c2(t: Tables, rng, n_boot, algorithms=("sgd",), cid="C2"):
-    runs = eligible(t, algorithms, cid)
-    got = height_cosine_parts(t, runs, rng, n_boot)
-    if got[0] is None:
-        return missing(cid, got[1] + _alg_note(algorithms))
-    parts, used, steps, details = got
-    return new_claim(cid, parts=parts, runs=used, steps=steps, details=details,
-                     notes=excluded_note(t, algorithms, cid))
+# ---------------------------------------------------------------- C10: rare crossings
 
 
-def claim_c10(t: Tables, rng, n_boot):
-    runs = eligible(t, cid="C10")
-    ids = list(runs.index)
-    src = pick_line_source(t.steps, ("crossing",), ids)
+def crossings(t: Tables, runs) -> Inputs | str:
+    """C10's inputs: per run, steps whose line crosses a barrier (line_S_crossing = 1)."""
+    src = pick_line_source(t.steps, ("crossing",), list(runs.index))
     if src is None:
-        return missing("C10", LINE_NEEDS.format(cols="crossing"))
+        return LINE_NEEDS.format(cols="crossing")
     col = f"line_{src}_crossing"
-    flags = _flags(t, runs, (col,), lambda rows: rows[col] == 1)
+    flags = run_flags(t, runs, (col,), lambda rows: rows[col] == 1)
     conds = seeds_by_condition(runs.loc[list(flags)])
-    blocks = {r: Blocks(f) for r, (f, _) in flags.items()}
-    est = estimate(lambda draw: _share(blocks, conds, draw), rng, n_boot)[""]
-    n = sum(len(f) for f, _ in flags.values())
-    part = Part.from_estimate("share_crossing", f"share of steps whose line crosses a barrier "
-                              f"above both ends beyond eps ({col} == 1)", est, CROSSING_MAX,
-                              "below", n, MIN_GROUP)
-    return new_claim("C10", parts=[part], runs=list(flags),
-                     steps=steps_used(t, list(flags), col), details={"line_source": src},
-                     notes=excluded_note(t, cid="C10"))
+    data = {"share_crossing": ({r: count_blocks(f) for r, (f, _) in flags.items()}, conds)}
+    return Inputs(data, list(flags), steps_used(t, list(flags), col),
+                  {"share_crossing": sum(len(f) for f, _ in flags.values())}, {"col": col},
+                  {"line_source": src})
 
 
-def claim_c12(t: Tables, rng, n_boot):
-    runs = eligible(t, ("gd",), "C12")
-    if not len(runs):
-        return missing("C12", "a full-batch GD run (optim.algorithm=gd) with the line probe "
-                       "(walk.preset=line or higher)")
-    got1 = interior_convex_part(t, runs, rng, n_boot)
-    got2 = height_cosine_parts(t, runs, rng, n_boot)
-    if got1 is None or got2[0] is None:
-        need = got2[1] if got2[0] is None else LINE_NEEDS.format(cols="interior, convex")
-        return missing("C12", need + " on a GD run (optim.algorithm=gd)")
-    part, used1, steps, d1 = got1
-    parts, used2, _, d2 = got2
-    used = sorted(set(used1) | set(used2))
-    return new_claim("C12", parts=[part, *parts], runs=used, steps=steps,
-                     details={**d1, **d2}, notes=excluded_note(t, ("gd",), "C12"))
+C10 = ClaimSpec(
+    "C10", "SGD rarely crosses a barrier between consecutive iterates",
+    "share of steps whose line has an interior maximum above both ends beyond the noise is "
+    "small",
+    (Statistic(crossings, shares, (PartSpec(
+        "share_crossing", "share of steps whose line crosses a barrier above both ends "
+        "beyond eps ({col} == 1)", CROSSING_MAX, "below", MIN_GROUP),)),))
 
 
-def _alg_note(algorithms) -> str:
-    return "" if tuple(algorithms) == ("sgd",) else f" on runs with optim.algorithm in " \
-        f"{', '.join(algorithms)}"
+# ---------------------------------------------------------------- C12: C1 and C2 on GD
+
+C12 = ClaimSpec(
+    "C12", "Full-batch GD also oscillates across a valley", "the C1 and C2 tests on GD runs",
+    (INTERIOR_CONVEX, HEIGHT_COSINE), algorithms=("gd",),
+    needs_runs="a full-batch GD run (optim.algorithm=gd) with the line probe "
+    "(walk.preset=line or higher)", needs_suffix=" on a GD run (optim.algorithm=gd)")

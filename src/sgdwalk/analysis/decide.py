@@ -9,18 +9,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sgdwalk.analysis.claims_barrier import claim_c6, claim_c7
-from sgdwalk.analysis.claims_final import claim_c8, claim_c9
-from sgdwalk.analysis.claims_line import claim_c1, claim_c2, claim_c10, claim_c12
-from sgdwalk.analysis.claims_sweep import claim_c3, claim_c4, claim_c5, claim_c11
+from sgdwalk.analysis.claims_barrier import C6, C7
+from sgdwalk.analysis.claims_final import C8, C9
+from sgdwalk.analysis.claims_line import C1, C2, C10, C12
+from sgdwalk.analysis.claims_sweep import C3, C4, C5, C11
+from sgdwalk.analysis.engine import decide
 from sgdwalk.analysis.tables import Tables, load
 from sgdwalk.analysis.verdict import MISSING, Claim
 
-CLAIMS = {
-    "C1": claim_c1, "C2": claim_c2, "C3": claim_c3, "C4": claim_c4, "C5": claim_c5,
-    "C6": claim_c6, "C7": claim_c7, "C8": claim_c8, "C9": claim_c9, "C10": claim_c10,
-    "C11": claim_c11, "C12": claim_c12,
-}
+# id -> spec, in the order of PAPER.md (claim i bootstraps with default_rng([seed, i]))
+CLAIMS = {spec.id: spec for spec in (C1, C2, C3, C4, C5, C6, C7, C8, C9, C10, C11, C12)}
 N_BOOT = 1000  # bootstrap replicates per claim
 SEED = 0  # seed of the bootstrap generators (one per claim: default_rng([SEED, i]))
 
@@ -41,14 +39,8 @@ def decide_claims(source, n_boot: int = N_BOOT, seed: int = SEED,
     what they would need. Deterministic: claim i bootstraps with default_rng([seed, i]).
     only: claim ids to decide (default all, in order C1..C12)."""
     t = as_tables(source)
-    out = []
-    for i, (cid, fn) in enumerate(CLAIMS.items()):
-        if only is not None and cid not in only:
-            continue
-        claim = fn(t, np.random.default_rng([seed, i]), n_boot)
-        claim.details.setdefault("n_boot", n_boot)
-        out.append(claim)
-    return out
+    return [decide(spec, t, np.random.default_rng([seed, i]), n_boot)
+            for i, (cid, spec) in enumerate(CLAIMS.items()) if only is None or cid in only]
 
 
 def _num(v: float | None, width: int = 7) -> str:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
+from sgdwalk.analysis.claims_barrier import barrier_flags, barrier_ks
+from sgdwalk.analysis.shares import flag_share
 from sgdwalk.analysis.tables import (
     Tables,
     at_epoch_ends,
@@ -72,7 +72,7 @@ def summarize_runs(table) -> pd.DataFrame:
         row["sharp_lambda_max_final"] = _last_value(steps, r, "sharp_lambda_max")
         row["sharp_lr_lambda_final"] = _last_value(steps, r, "sharp_lr_lambda")
         row["align_topk_median"] = _median(steps, r, "align_topk")
-        row.update(_shares(steps, r, src))
+        row.update(_shares(t, r, src))
         rows.append(row)
     return pd.DataFrame(rows, index=pd.Index(runs.index, name="run_id"))
 
@@ -115,39 +115,32 @@ def _heights(steps, r, col, spe) -> dict:
     return out
 
 
-def _share(steps, r, cols, flag) -> float:
+def _step_share(steps, r, cols, flag) -> float:
+    """Share of the run's steps with `flag` among those where every column is measured."""
     if not all(c in steps.columns for c in cols):
         return np.nan
-    rows = series(steps, r, *cols)
-    return float(flag(rows).mean()) if len(rows) else np.nan
+    return flag_share(flag(series(steps, r, *cols)).to_numpy(dtype=float))
 
 
-def _shares(steps, r, src) -> dict:
-    out = {}
+def _shares(t: Tables, r, src) -> dict:
+    steps, out = t.steps, {}
     if src:
         i, c = f"line_{src}_interior", f"line_{src}_convex"
         h, e = f"line_{src}_height", f"line_{src}_eps"
         x = f"line_{src}_crossing"
-        out["interior_convex_share"] = _share(steps, r, (i, c),
-                                              lambda d: (d[i] == 1) & (d[c] == 1))
-        out["height_above_eps_share"] = _share(steps, r, (h, e), lambda d: d[h] > d[e])
-        out["crossing_share"] = _share(steps, r, (x,), lambda d: d[x] == 1)
-    out["cos_update_neg_share"] = _share(steps, r, ("cos_update",),
-                                         lambda d: d["cos_update"] < 0)
-    rows = steps[(steps["run_id"] == r) & (steps["step"] >= 0)]
-    eps = rows[f"line_{src}_eps"].to_numpy(float) if src and f"line_{src}_eps" in rows else None
-    for path in ("floor", "iter"):
-        cols = [c for c in rows.columns if re.fullmatch(rf"barrier_{path}_k\d+", c)]
-        out[f"barrier_{path}_share"] = np.nan
-        if cols and eps is not None:
-            b = rows[cols].to_numpy(float)
-            ok = np.isfinite(b) & np.isfinite(eps)[:, None]
-            if ok.any():
-                out[f"barrier_{path}_share"] = float((b > eps[:, None])[ok].mean())
-    out["floor_rise_share"] = np.nan
-    if eps is not None and "floor_change" in rows.columns:
-        fc = rows["floor_change"].to_numpy(float)
-        ok = np.isfinite(fc) & np.isfinite(eps)
-        if ok.any():
-            out["floor_rise_share"] = float((fc > eps)[ok].mean())
+        out["interior_convex_share"] = _step_share(steps, r, (i, c),
+                                                   lambda d: (d[i] == 1) & (d[c] == 1))
+        out["height_above_eps_share"] = _step_share(steps, r, (h, e), lambda d: d[h] > d[e])
+        out["crossing_share"] = _step_share(steps, r, (x,), lambda d: d[x] == 1)
+    out["cos_update_neg_share"] = _step_share(steps, r, ("cos_update",),
+                                              lambda d: d["cos_update"] < 0)
+    eps = f"line_{src}_eps" if src and f"line_{src}_eps" in steps.columns else None
+    for path in ("floor", "iter"):  # share of (t, k) cells with a barrier above eps
+        ks = barrier_ks(steps, path)
+        out[f"barrier_{path}_share"] = flag_share(
+            barrier_flags(t, r, (path,), ks, eps)[0]) if ks and eps else np.nan
+    # floor rises as the barrier probe stored them (no recomputation from floor losses)
+    out["floor_rise_share"] = _step_share(steps, r, ("floor_change", eps),
+                                          lambda d: d["floor_change"] > d[eps]) \
+        if eps else np.nan
     return out

@@ -51,7 +51,19 @@ def run_frame(run_id: str, columns: dict, *, steps_per_epoch: int, lr: float = 0
 
 def _run(run_id, lr, b, algorithm, seed, epochs, n_train, rng, diverge_at=None):
     spe = 1 if algorithm != "sgd" else max(1, n_train // b)
-    n = epochs * spe
+    cols = _step_columns(lr, b, algorithm, epochs * spe, n_train, rng)
+    ecols = _epoch_columns(lr, b, algorithm, epochs, rng)
+    status = "completed"
+    if diverge_at is not None:
+        _diverge(cols, ecols, diverge_at, spe)
+        status = "diverged"
+    return run_frame(run_id, cols, steps_per_epoch=spe, lr=lr, batch_size=b,
+                     algorithm=algorithm, seed=seed, status=status, epoch_columns=ecols,
+                     config={"optim.noise_batch": 64, "walk.line_sources": ("probe",)})
+
+
+def _step_columns(lr, b, algorithm, n, n_train, rng) -> dict:
+    """The per-step metrics of one run of n steps (draws from rng in a fixed order)."""
     t = np.arange(n)
     bnoise = 1.0 if algorithm == "gd" else 3.0 / np.sqrt(b if algorithm == "sgd" else 64)
     if algorithm != "sgd":
@@ -66,7 +78,6 @@ def _run(run_id, lr, b, algorithm, seed, epochs, n_train, rng, diverge_at=None):
     eps = 0.02 * np.exp(0.1 * z(n))
     floor_a = np.clip(0.5 + 0.1 * z(n), 0.2, 0.8)
     cos = (-0.7 if algorithm == "gd" else -0.3) + 0.25 * z(n)
-    barrier = lambda p: eps * np.where(rng.random(n) < p, 2.0, 0.2)  # noqa: E731
     sharp_every = np.where(t % 10 == 9, 1.0, np.nan)
     sharp = 10 * (b / 32) ** 0.3 / (lr / 0.1) ** 0.5 * (1 + 0.5 * np.exp(-t / n)) \
         * (1 + 0.02 * z(n)) * sharp_every
@@ -85,33 +96,35 @@ def _run(run_id, lr, b, algorithm, seed, epochs, n_train, rng, diverge_at=None):
         "sharp_lambda_max": sharp, "sharp_lr_lambda": lr * sharp,
         "align_topk": (0.2 + 0.6 * b / (b + 64) + 0.02 * z(n)) * sharp_every,
     }
-    for k in (1, 2, 5):
-        fb, ib = barrier(0.3), barrier(0.02)
+    for k in (1, 2, 5):  # barriers above eps on 30% of the floor, 2% of the iterate path
+        fb, ib = (eps * np.where(rng.random(n) < p, 2.0, 0.2) for p in (0.3, 0.02))
         fb[:k] = ib[:k] = np.nan
         cols[f"barrier_floor_k{k}"], cols[f"barrier_iter_k{k}"] = fb, ib
+    return cols
+
+
+def _epoch_columns(lr, b, algorithm, epochs, rng) -> dict:
+    """The evaluations at step -1 and each epoch's end: accuracy grows with lr / B."""
+    z = rng.standard_normal
     e = np.arange(epochs + 1)
     acc = 0.85 - 0.02 * np.log2(b / 32) + 0.02 * np.log2(lr / 0.05) \
         - (0.05 if algorithm == "gd_noise" else 0)
-    ecols = {"train_loss": 0.1 + 2.2 * np.exp(-3 * e / epochs),
-             "train_acc": 1 - 0.9 * np.exp(-3 * e / epochs),
-             "val_loss": 0.3 + 2.0 * np.exp(-3 * e / epochs),
-             "val_acc": acc - 0.02 - (acc - 0.1) * np.exp(-8 * e / epochs),
-             "test_loss": 0.3 + 2.0 * np.exp(-3 * e / epochs) + 0.01 * z(epochs + 1),
-             "test_acc": acc - (acc - 0.1) * np.exp(-8 * e / epochs) + 0.003 * z(epochs + 1)}
-    status = "completed"
-    if diverge_at is not None:
-        for v in cols.values():
-            v[diverge_at + 1:] = np.nan
-        cols["loss"][diverge_at] = np.inf
-        cols["diverged"] = np.where(t == diverge_at, 1.0, np.nan)
-        status = "diverged"
-        keep = diverge_at // spe + 1
-        for v in ecols.values():
-            v[keep:] = np.nan
-    frame = run_frame(run_id, cols, steps_per_epoch=spe, lr=lr, batch_size=b,
-                      algorithm=algorithm, seed=seed, status=status, epoch_columns=ecols,
-                      config={"optim.noise_batch": 64, "walk.line_sources": ("probe",)})
-    return frame
+    return {"train_loss": 0.1 + 2.2 * np.exp(-3 * e / epochs),
+            "train_acc": 1 - 0.9 * np.exp(-3 * e / epochs),
+            "val_loss": 0.3 + 2.0 * np.exp(-3 * e / epochs),
+            "val_acc": acc - 0.02 - (acc - 0.1) * np.exp(-8 * e / epochs),
+            "test_loss": 0.3 + 2.0 * np.exp(-3 * e / epochs) + 0.01 * z(epochs + 1),
+            "test_acc": acc - (acc - 0.1) * np.exp(-8 * e / epochs) + 0.003 * z(epochs + 1)}
+
+
+def _diverge(cols: dict, ecols: dict, step: int, spe: int) -> None:
+    """Make the run diverge at `step`: loss inf there, nothing measured after it."""
+    for v in cols.values():
+        v[step + 1:] = np.nan
+    cols["loss"][step] = np.inf
+    cols["diverged"] = np.where(np.arange(len(cols["loss"])) == step, 1.0, np.nan)
+    for v in ecols.values():
+        v[step // spe + 1:] = np.nan
 
 
 def _curves(frame: pd.DataFrame) -> pd.DataFrame:

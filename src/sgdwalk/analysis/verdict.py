@@ -20,8 +20,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from sgdwalk.analysis.bootstrap import Estimate
-
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, MISSING = (
     "supported", "contradicted", "inconclusive", "missing")
 
@@ -41,14 +39,6 @@ class Part:
     min_n: int = 1  # fewer than this: inconclusive
     spread: bool = True  # False: every replicate equalled the point estimate
     blocked: str = ""  # non-empty: inconclusive for this reason (e.g. nothing to resample)
-    note: str = ""
-
-    @classmethod
-    def from_estimate(cls, name: str, statistic: str, est: Estimate, threshold: float,
-                      direction: str = "above", n: int = 0, min_n: int = 1,
-                      blocked: str = "") -> Part:
-        return cls(name, statistic, est.value, est.lo, est.hi, threshold, direction, n, min_n,
-                   est.spread, blocked)
 
     @property
     def effect(self) -> float:
@@ -72,8 +62,8 @@ class Part:
         if self.blocked:
             return self.blocked
         if not self.spread and math.isfinite(self.value):
-            return (self.note + "; " if self.note else "") + "every bootstrap replicate equal"
-        return self.note
+            return "every bootstrap replicate equal"
+        return ""
 
     def to_dict(self) -> dict:
         return {"name": self.name, "statistic": self.statistic, "value": self.value,
@@ -144,6 +134,3 @@ def _margin(p: Part) -> float:
         return -math.inf
     return p.lo - p.threshold if p.direction == "above" else p.threshold - p.hi
 
-
-def missing(cid: str, claim: str, test: str, needs: str) -> Claim:
-    return Claim(cid, claim, test, needs=needs)

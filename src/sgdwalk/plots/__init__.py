@@ -23,8 +23,8 @@ def make_figures(tables) -> list[Figure | Skipped]:
     """Every figure of the report, in reading order: the strip at the first and at the
     last epoch with line curves, the line heat map, height vs lr, distance, barriers,
     sharpness and accuracy, the algorithm overlays, alignment. Each draws the runs meant
-    for its claim (FIGURE_CLAIMS; `sgdwalk.analysis.common.meant_for`)."""
-    from sgdwalk.analysis.common import claim_tables
+    for its claim (FIGURE_CLAIMS; `sgdwalk.analysis.scope.meant_for`)."""
+    from sgdwalk.analysis.scope import claim_tables
 
     scoped = {}
 

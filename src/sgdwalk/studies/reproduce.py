@@ -9,7 +9,7 @@ The studies' runs go to OUT/<study>/<name>-<id> exactly as `sgdwalk sweep` puts 
 they train as one sweep (one pool of workers, one progress view): a run already done is
 skipped, an interrupted one resumes from its checkpoint, so the same call continues a
 stopped reproduction. Each claim then reads the runs of the studies meant for it (see
-`sgdwalk.analysis.common.meant_for`).
+`sgdwalk.analysis.scope.meant_for`).
 """
 
 from __future__ import annotations
