@@ -62,11 +62,6 @@ class ParamLayout:
         """An uninitialised flat buffer with the dtype and device of `like`."""
         return torch.empty(self.numel, dtype=like.dtype, device=like.device)
 
-    def flatten_into(self, tensors: Iterable[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
-        """Copy `tensors` (in layout order) into the preallocated flat `out`; return it."""
-        torch._foreach_copy_(self.views_list(out), [t.detach() for t in tensors])
-        return out
-
     def views_list(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Shaped views into `flat`, one per parameter, sharing its storage."""
         return [flat[a:b].view(shape) for (a, b), shape in zip(self.bounds, self.shapes)]
@@ -79,8 +74,3 @@ class ParamLayout:
 def params_of(model: torch.nn.Module) -> list[torch.Tensor]:
     """The trainable parameters in layout order."""
     return [p for p in model.parameters() if p.requires_grad]
-
-
-def grads_of(model: torch.nn.Module) -> list[torch.Tensor]:
-    """The parameters' `.grad` in layout order, zeros where a gradient is missing."""
-    return [p.grad if p.grad is not None else torch.zeros_like(p) for p in params_of(model)]
