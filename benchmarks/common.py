@@ -255,10 +255,10 @@ def _head(split, n):
 
 def only(family: str, **extra) -> WalkConfig:
     """A walk with one probe family on every step (the barrier needs the line too)."""
-    from sgdwalk.probes.presets import DEFAULTS
+    from sgdwalk.probes.registry import registered
 
     spec = {f: ("every:1" if f == family or (family == "barrier" and f == "line") else "off")
-            for f in DEFAULTS}
+            for f in (s.name for s in registered())}
     return WalkConfig(preset="off", **{**spec, **extra})
 
 

@@ -42,14 +42,14 @@ from sgdwalk.config import WalkConfig
 from sgdwalk.functional.lanczos import lanczos
 from sgdwalk.probes.barrier import Barrier
 from sgdwalk.probes.line import Line
-from sgdwalk.probes.presets import DEFAULTS, PRESETS
+from sgdwalk.probes.registry import PRESETS, PROBES
 
 DENSE = ("off", "cheap", "economy", "line")
 _MATVECS: dict[str, int] = {}
 
 
 def _period(family: str) -> int:
-    return int(DEFAULTS[family][1].split(":")[1])
+    return int(PROBES[family].schedule.split(":")[1])
 
 
 def measure(key: str, rounds: int, opts: Options, families: bool = True):
@@ -95,7 +95,7 @@ def _sharpness_unit(key: str, runner: Runner):
     v = torch.randn(theta.numel(), generator=torch.Generator().manual_seed(0))
 
     def matvec(w):
-        return ev.grad_and_hvp(chunks, theta, w)[1]
+        return ev.hessian(chunks, theta) @ w
 
     if key == "vgg11" and "vgg11-x0.25" in _MATVECS:
         matvecs = _MATVECS["vgg11-x0.25"]

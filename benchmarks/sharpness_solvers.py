@@ -5,7 +5,7 @@
 Along a real training run (SGD, lr 0.1, batch 128) the top Hessian eigenvalue of the
 probe-set loss (512 examples in chunks of 256, BN on batch statistics) is measured at
 several checkpoints, 100 steps apart (the default `walk.sharpness` schedule, every:100).
-Every solver uses the same matvec, `LossEvaluator.grad_and_hvp` on the probe set (what
+Every solver uses the same matvec, `LossEvaluator.hessian(...) @ v` on the probe set (what
 the sharpness probe uses), and is one of ours (`functional.lanczos`,
 `functional.power_iteration`). The reference lambda_max is a long Lanczos run (float64
 basis, residual tolerance 1e-6). For each solver:
@@ -131,7 +131,7 @@ def run_model(key: str, checkpoints: int, power_max: int, cold_lanczos: bool, op
         theta = torch.cat([p.detach().reshape(-1) for p in runner.model.parameters()])
 
         def matvec(v, theta=theta):
-            return ev.grad_and_hvp(chunks, theta, v)[1]
+            return ev.hessian(chunks, theta) @ v
 
         ref_res = lanczos(matvec, dim=dim, k=1, tol=1e-5, max_iter=200, generator=gen,
                           dtype=torch.float64)

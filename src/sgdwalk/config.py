@@ -20,6 +20,8 @@ from typing import Any
 import tomllib
 
 from sgdwalk.errors import ConfigError
+from sgdwalk.probes.registry import PRESETS, registered
+from sgdwalk.probes.schedule import parse_schedule
 
 
 @dataclass(frozen=True)
@@ -156,65 +158,59 @@ class TrainConfig:
             )
 
 
-@dataclass(frozen=True)
-class WalkConfig:
-    """Which probes run and when. A schedule is a string: "off", "every:N", "epochs:1,10"
-    (every step of those 1-based epochs), "log:N" (N log-spaced steps per decade) or a
-    union joined with "+", e.g. "every:50+epochs:1,10". None: the preset decides."""
+def _walk_config() -> type:
+    """WalkConfig, generated from the probe registry (`sgdwalk.probes.registry`).
 
-    preset: str = "cheap"  # off | cheap | economy | line | curvature | full (by cost)
-    trajectory: str | None = None  # cosines, norms, distance from init, path length
-    economy: str | None = None  # floor and height from f(0), f'(0) and one forward at 1
-    line: str | None = None  # the full line curve on the grid
-    curvature: str | None = None  # u^T H u / |u|^2 by one Hessian-vector product
-    sharpness: str | None = None  # top-k Hessian eigenvalues (Lanczos) + gradient alignment
-    barrier: str | None = None  # barriers on the valley floor and on the iterate path
-    noise: str | None = None  # trace of the mini-batch gradient covariance
-    line_min: float = -0.25  # first grid point (fraction of the step)
-    line_max: float = 1.25  # last grid point
-    line_points: int = 13  # grid points, evenly spaced (13 gives spacing 0.125)
-    line_sources: tuple[str, ...] = ("probe",)  # batch | probe | heldout
-    bn_policy: str = "batch"  # batch: train-mode stats per fixed probe batch | recalibrate | eval
-    economy_jvp: bool = False  # economy: also f'(1) by a jvp, for a cubic fit
-    sharpness_k: int = 1  # eigenvalues to track
-    sharpness_tol: float = 1e-3  # Lanczos stops when residual / |lambda| is below this
-    sharpness_max_iter: int = 50  # Lanczos iterations at most
-    barrier_ks: tuple[int, ...] = (1, 2, 5, 10)  # step gaps k of the segments t -> t+k
-    barrier_points: int = 9  # points along each segment
-    noise_microbatches: int = 4  # micro-batches the step's batch is split into
+    Its keys are `preset` and `bn_policy`, one schedule key per registered probe (walk.line,
+    ...; None: the preset decides), then every probe's settings (walk.line_min, ...), each
+    with the default (and the comment) of its probe file's settings dataclass. A probe
+    validates its own settings; the schedule strings are checked here.
+    """
+    specs = registered()
+    doc = {"doc": "the cheapest preset that runs the probes: " + " | ".join(PRESETS)}
+    keys = [("preset", str, field(default="cheap", metadata=doc))]
+    keys += [(s.name, str | None, field(default=None, metadata={"doc": s.summary}))
+             for s in specs]
+    doc = {"doc": "BatchNorm while probing: batch | recalibrate | eval (docs/bn_policy.md)"}
+    keys.append(("bn_policy", str, field(default="batch", metadata=doc)))
+    for spec in specs:
+        if spec.settings is not None:
+            hints = typing.get_type_hints(spec.settings)
+            keys += [(f.name, hints[f.name], field(default=f.default, metadata=f.metadata))
+                     for f in dataclasses.fields(spec.settings)]
+    names = [k[0] for k in keys]
+    if len(set(names)) < len(names):  # a bug in a probe file, not user input
+        raise ValueError(f"WalkConfig: two probes claim the same key among {names}")
 
     def __post_init__(self):
-        _check_choice(self, "preset", ("off", "cheap", "economy", "line", "curvature", "full"))
+        _check_choice(self, "preset", PRESETS)
         _check_choice(self, "bn_policy", ("batch", "recalibrate", "eval"))
-        for src in self.line_sources:
-            if src not in ("batch", "probe", "heldout"):
-                raise ConfigError(
-                    f"walk.line_sources: expected items of batch, probe, heldout, got {src!r}"
-                )
-        _check_float32(self, "line_min", "line_max", "sharpness_tol")
-        if not self.line_min < self.line_max:
-            raise ConfigError(
-                f"walk.line_min: expected < line_max ({self.line_max}), got {self.line_min}"
-            )
-        if self.line_points < 3:
-            raise ConfigError(f"walk.line_points: expected >= 3, got {self.line_points}")
-        _check_positive(self, "sharpness_k", "sharpness_max_iter", "barrier_points")
-        if self.noise_microbatches < 2:
-            raise ConfigError(
-                f"walk.noise_microbatches: expected >= 2, got {self.noise_microbatches}"
-            )
-        if not self.sharpness_tol > 0:
-            raise ConfigError(f"walk.sharpness_tol: expected > 0, got {self.sharpness_tol}")
-        if not self.barrier_ks or any(k <= 0 for k in self.barrier_ks):
-            raise ConfigError(
-                f"walk.barrier_ks: expected one or more positive gaps, got {list(self.barrier_ks)}"
-            )
-        from sgdwalk.probes.schedule import parse_schedule  # validates the strings
+        for spec in specs:
+            if spec.settings is not None:
+                spec.settings(**settings_of(self, spec))
+            if getattr(self, spec.name) is not None:
+                parse_schedule(getattr(self, spec.name), steps_per_epoch=1,
+                               where=f"walk.{spec.name}")
 
-        for name in ("trajectory", "economy", "line", "curvature", "sharpness", "barrier", "noise"):
-            spec = getattr(self, name)
-            if spec is not None:
-                parse_schedule(spec, steps_per_epoch=1, where=f"walk.{name}")
+    namespace = {"__module__": __name__, "__doc__": _WALK_DOC, "__post_init__": __post_init__}
+    return dataclasses.make_dataclass("WalkConfig", keys, frozen=True, namespace=namespace)
+
+
+_WALK_DOC = """Which probes run and when, and their settings (keys: `_walk_config`).
+
+A schedule is a string: "off", "every:N", "epochs:1,10" (every step of those 1-based
+epochs), "log:N" (N log-spaced steps per decade) or a union joined with "+", e.g.
+"every:50+epochs:1,10". None: the preset decides."""
+
+
+def settings_of(walk, spec) -> dict[str, Any]:
+    """The values of `spec`'s settings keys in a WalkConfig `walk` (those it has: a probe
+    registered after WalkConfig was made keeps its own defaults)."""
+    return {f.name: getattr(walk, f.name) for f in dataclasses.fields(spec.settings)
+            if hasattr(walk, f.name)}
+
+
+WalkConfig = _walk_config()
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from sgdwalk.functional.flat import ParamLayout
-from sgdwalk.probes.evaluator import LossEvaluator, per_example_cross_entropy
+from sgdwalk.losses import cross_entropy
+from sgdwalk.probes.evaluator import LossEvaluator
 
 
 def _setup(kit, batchnorm, n=24, chunk=8):
@@ -31,7 +31,7 @@ def test_hvp_matches_the_full_autograd_hessian(kit, batchnorm, chunk):
     H = torch.autograd.functional.hessian(kit.hand_mlp_loss(model, chunks), theta)
     v = torch.randn(theta.numel(), generator=torch.Generator().manual_seed(3),
                     dtype=torch.float64)
-    g, hv = ev.grad_and_hvp(chunks, theta, v)
+    g, hv = ev.hessian(chunks, theta).gradient_and_matvec(v)
     g_ref = torch.autograd.functional.jacobian(kit.hand_mlp_loss(model, chunks), theta)
     torch.testing.assert_close(hv, H @ v, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-12)
@@ -71,7 +71,7 @@ def test_probing_leaves_the_model_untouched(kit, policy):
     ev = LossEvaluator(model, ParamLayout.of(model), bn_policy=policy)
     u = torch.ones_like(theta) * 0.01
     ev.line(theta, u, [-0.5, 0.0, 1.0, 2.0], chunks, end=theta + u)
-    ev.grad_and_hvp(chunks, theta, u)
+    ev.hessian(chunks, theta).gradient_and_matvec(u)
     ev.directional_derivative(chunks, theta, u)
     ev.gradients([chunks], theta)
     after = _state(model)
@@ -86,7 +86,7 @@ def test_batch_policy_is_the_training_forward_bit_for_bit(kit):
     ev = LossEvaluator(model, ParamLayout.of(model), bn_policy="batch")
     twin = copy.deepcopy(model).train()
     with torch.no_grad():
-        expected = torch.cat([per_example_cross_entropy(twin(x), y) for x, y in chunks])
+        expected = torch.cat([cross_entropy(twin(x), y) for x, y in chunks])
     assert torch.equal(ev.losses(chunks, theta), expected)
     assert ev.reproduces_training_forward
 
@@ -99,7 +99,7 @@ def test_eval_policy_uses_the_current_running_statistics(kit):
     ev = LossEvaluator(model, ParamLayout.of(model), bn_policy="eval")
     twin = copy.deepcopy(model).eval()
     with torch.no_grad():
-        expected = torch.cat([per_example_cross_entropy(twin(x), y) for x, y in chunks])
+        expected = torch.cat([cross_entropy(twin(x), y) for x, y in chunks])
     assert torch.equal(ev.losses(chunks, theta), expected)
     assert not ev.reproduces_training_forward
 
@@ -120,7 +120,7 @@ def test_recalibrate_policy_recomputes_statistics_at_each_point(kit):
             for x, _ in chunks:
                 twin(x)
             twin.eval()
-            expected = torch.cat([per_example_cross_entropy(twin(x), y) for x, y in chunks])
+            expected = torch.cat([cross_entropy(twin(x), y) for x, y in chunks])
         torch.testing.assert_close(row, expected, rtol=1e-12, atol=1e-14)
 
 
@@ -146,7 +146,7 @@ def test_dropout_is_off_while_probing(kit):
     assert torch.equal(ev.losses([(x, y)], theta), ev.losses([(x, y)], theta))
     assert not ev.reproduces_training_forward
     with torch.no_grad():
-        expected = per_example_cross_entropy(model.eval()(x), y)
+        expected = cross_entropy(model.eval()(x), y)
     assert torch.equal(ev.losses([(x, y)], theta), expected)
 
 
@@ -158,21 +158,13 @@ def test_unknown_policy_is_refused(kit):
         LossEvaluator(model, ParamLayout.of(model), bn_policy="train")
 
 
-def test_per_example_cross_entropy_is_cross_entropy():
-    gen = torch.Generator().manual_seed(0)
-    z = 30 * torch.randn(500, 7, generator=gen, dtype=torch.float64)  # large logits too
-    y = torch.randint(0, 7, (500,), generator=gen)
-    torch.testing.assert_close(per_example_cross_entropy(z, y),
-                               F.cross_entropy(z, y, reduction="none"), rtol=1e-13, atol=1e-13)
-
-
 def test_loss_applied_once_or_per_chunk_gives_the_same_curve(kit):
     """The default loss is applied once to all points' logits; any other loss per chunk."""
     model, chunks, theta = _setup(kit, batchnorm=True)
     u = torch.linspace(-0.2, 0.2, theta.numel(), dtype=torch.float64)
     once = LossEvaluator(model, ParamLayout.of(model))
     per_chunk = LossEvaluator(model, ParamLayout.of(model),
-                              loss_fn=lambda z, y: per_example_cross_entropy(z, y))
+                              loss_fn=lambda z, y: cross_entropy(z, y))
     grid = [-0.25, 0.0, 0.5, 1.0]
     torch.testing.assert_close(once.line(theta, u, grid, chunks),
                                per_chunk.line(theta, u, grid, chunks), rtol=1e-14, atol=0)
@@ -192,7 +184,7 @@ def test_tied_parameters_move_together(kit):
     twin = copy.deepcopy(model)
     with torch.no_grad():
         torch.nn.utils.vector_to_parameters(moved, twin.parameters())
-        expected = per_example_cross_entropy(twin(x), y)
+        expected = cross_entropy(twin(x), y)
     assert torch.equal(ev.losses([(x, y)], moved), expected)
     f_twin = float(expected.mean())
     assert float(ev.loss_function([(x, y)])(moved)) == pytest.approx(f_twin, rel=1e-12)

@@ -12,11 +12,12 @@ import torch
 
 from sgdwalk.config import WalkConfig, replace
 from sgdwalk.models.mlp import MLP
-from sgdwalk.probes.presets import DEFAULTS, build_probes
+from sgdwalk.probes.presets import build_probes
+from sgdwalk.probes.registry import registered
 from sgdwalk.store import RunStore, read_run
 from sgdwalk.train import train
 
-FAMILIES = tuple(DEFAULTS)
+FAMILIES = tuple(spec.name for spec in registered())
 EVERYTHING = {
     "walk.preset": "full",
     "walk.sharpness": "every:1",

@@ -10,7 +10,8 @@ import torch.nn as nn
 
 from sgdwalk.errors import ConfigError
 from sgdwalk.functional.flat import ParamLayout
-from sgdwalk.probes.evaluator import LossEvaluator, per_example_cross_entropy
+from sgdwalk.losses import cross_entropy
+from sgdwalk.probes.evaluator import LossEvaluator
 
 
 class ConvNet(nn.Module):
@@ -56,7 +57,7 @@ def test_auto_uses_channels_last_for_a_conv_net_and_gives_the_same_curve():
         if isinstance(m, nn.BatchNorm2d):
             m.track_running_stats = False
     with torch.no_grad():
-        expected = torch.cat([per_example_cross_entropy(twin(x), y) for x, y in chunks])
+        expected = torch.cat([cross_entropy(twin(x), y) for x, y in chunks])
     assert torch.equal(plain.losses(chunks, theta), expected)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)

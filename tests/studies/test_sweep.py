@@ -11,7 +11,7 @@ import pytest
 
 import sgdwalk
 from sgdwalk.cli import main
-from sgdwalk.probes.presets import _factories
+from sgdwalk.probes.registry import registered
 from sgdwalk.store import RunStore, find_runs, read_manifest
 from sgdwalk.studies import load_study, run_sweep
 
@@ -38,7 +38,7 @@ NEEDS = {
 
 def needed(study: str) -> list[str]:
     """The metric names of NEEDS[study] whose probe family exists in this checkout."""
-    families = set(_factories())
+    families = {spec.name for spec in registered()}
     return [name for family, names in NEEDS[study].items()
             if family is None or family in families for name in names]
 

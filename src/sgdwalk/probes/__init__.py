@@ -1,0 +1,22 @@
+"""Probes: what a walk measures at each step, one file per probe.
+
+    base        the step context and the Probe base class (the extension point)
+    registry    @register_probe: name, schedule, preset, settings, requires
+    presets     which registered probes a preset (or a WalkConfig) runs
+    walk        `Walk`: orders the probes and runs them around any optimizer step
+    evaluator   losses at moved parameters, on scratch copies
+    bn_policy   BatchNorm (and dropout) while probing
+    memory_format  channels_last inputs for no-grad sweeps of conv nets on CPU
+
+Importing the package registers the built-in probes below (light: no torch at import).
+"""
+
+from sgdwalk.probes import (  # noqa: F401  (registration)
+    barrier,
+    curvature,
+    economy,
+    line,
+    noise,
+    sharpness,
+    trajectory,
+)

@@ -22,13 +22,38 @@ there (on the "batch" source, whose data changes every step, they are measured a
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from sgdwalk.functional.barrier import segment_barrier
 from sgdwalk.probes.base import Probe, StepContext
+from sgdwalk.probes.checks import expect
+from sgdwalk.probes.registry import register_probe
+
+if TYPE_CHECKING:
+    import torch
 
 
+@dataclass(frozen=True)
+class BarrierSettings:
+    """The barrier probe's walk.* keys (its source is the line probe's first)."""
+
+    barrier_ks: tuple[int, ...] = (1, 2, 5, 10)  # step gaps k of the segments t -> t+k
+    barrier_points: int = 9  # points along each segment
+
+    def __post_init__(self):
+        expect(bool(self.barrier_ks) and all(k > 0 for k in self.barrier_ks), "barrier_ks",
+               "one or more positive gaps", list(self.barrier_ks))
+        expect(self.barrier_points > 0, "barrier_points", "an integer > 0", self.barrier_points)
+
+    def when_on(self) -> None:
+        """What only matters (and only conflicts) when the barrier probe runs."""
+        expect(self.barrier_points >= 3, "barrier_points", ">= 3", self.barrier_points)
+
+
+# ~150 probe-set forwards each time: sparse
+@register_probe("barrier", schedule="every:10", preset="full", settings=BarrierSettings,
+                requires=("line",),
+                summary="barriers on the valley floor and on the iterate path")
 class Barrier(Probe):
     """Segment barriers between floor points (and iterates) k steps apart.
 
@@ -39,11 +64,12 @@ class Barrier(Probe):
         points: points per segment, both ends included (>= 3).
     """
 
-    name = "barrier"
     tracks_history = True  # the ring buffer needs every step's iterate and floor
 
     def __init__(self, schedule=None, source: str = "probe", ks=(1, 2, 5, 10), points: int = 9):
         super().__init__(schedule)
+        import torch
+
         ks = tuple(sorted({int(k) for k in ks}))
         if not ks or ks[0] < 1 or points < 3:
             raise ValueError(f"Barrier: expected gaps >= 1 and points >= 3, got {ks}, {points}")
@@ -64,6 +90,10 @@ class Barrier(Probe):
         self._now: tuple[int, float, float] | None = None  # (t, L(floor_t), L(theta_t))
         self._work: torch.Tensor | None = None  # floor_t while step t is observed
 
+    @classmethod
+    def from_config(cls, cfg, schedule) -> Barrier:
+        return cls(schedule, cfg.line_sources[0], cfg.barrier_ks, cfg.barrier_points)
+
     # -- the floor point of this step ------------------------------------------------
     def _floor_a(self, ctx: StepContext) -> float:
         a = ctx.results.get(f"line_{self.source}_floor_a", math.nan)
@@ -74,11 +104,10 @@ class Barrier(Probe):
             self.floors = theta.new_zeros(self.K, theta.numel())
             self.iterates = theta.new_zeros(self.K, theta.numel())
         if self._work is None:
-            self._work = torch.empty_like(theta)
+            self._work = theta.new_empty(theta.shape)
 
     def _mean_losses(self, ctx: StepContext, start, stop, positions) -> torch.Tensor:
-        chunks = ctx.evaluator.sources[self.source] if self.source != "batch" else ctx.batch
-        per = ctx.evaluator.segment(start, stop, positions, chunks)
+        per = ctx.evaluator.segment(start, stop, positions, ctx.data(self.source))
         return per.double().mean(dim=1)
 
     def _end(self, ctx: StepContext, point: torch.Tensor) -> float:
@@ -86,6 +115,8 @@ class Barrier(Probe):
 
     # -- probe interface ---------------------------------------------------------------
     def observe(self, ctx: StepContext) -> dict:
+        import torch
+
         a = self._floor_a(ctx)
         if not math.isfinite(a):
             return {}
@@ -109,6 +140,10 @@ class Barrier(Probe):
         return out
 
     def _segment(self, ctx, path: str, k: int, slot: int, end: torch.Tensor, end_loss: float):
+        import torch
+
+        from sgdwalk.functional.barrier import segment_barrier
+
         ring, ends = (
             (self.floors, self.floor_end) if path == "floor" else (self.iterates, self.iter_end)
         )
@@ -124,6 +159,8 @@ class Barrier(Probe):
         return {f"barrier_{path}_k{k}": height, f"barrier_{path}_k{k}_pos": pos}
 
     def after(self, ctx: StepContext) -> None:
+        import torch
+
         self._allocate(ctx.theta)
         t, slot = ctx.step, ctx.step % self.K
         measured = self._now if self._now is not None and self._now[0] == t else None

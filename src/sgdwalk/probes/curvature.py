@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import math
 
-from sgdwalk.functional.hvp import predicted_floor
-from sgdwalk.functional.vector import dot64
 from sgdwalk.probes.base import Probe, StepContext
+from sgdwalk.probes.registry import register_probe
 
 
+@register_probe("curvature", schedule="every:1", preset="curvature",
+                summary="u^T H u / |u|^2 by one Hessian-vector product")
 class Curvature(Probe):
-    name = "curvature"
     sources = ("batch",)
 
     def observe(self, ctx: StepContext) -> dict:
+        from sgdwalk.functional.hvp import predicted_floor
+        from sgdwalk.functional.vector import dot64
+
         u = ctx.update
-        _, hu = ctx.evaluator.grad_and_hvp(ctx.batch, ctx.theta, u)
+        hu = ctx.evaluator.hessian(ctx.batch, ctx.theta) @ u
         uhu, uu = dot64(u, hu), dot64(u, u)
         kappa = uhu / uu if uu > 0 else math.nan
         return {

@@ -16,10 +16,21 @@ the quadratic model's second derivative 2 (f(1) - f(0) - f'(0)) in both modes.
 
 from __future__ import annotations
 
-from sgdwalk.functional.economy import cubic_floor, quadratic_floor
+from dataclasses import dataclass
+
 from sgdwalk.probes.base import Probe, StepContext
+from sgdwalk.probes.registry import register_probe
 
 
+@dataclass(frozen=True)
+class EconomySettings:
+    """The economy probe's walk.* keys (its bracket is the line grid's: walk.line_min/max)."""
+
+    economy_jvp: bool = False  # economy: also f'(1) by a jvp, for a cubic fit
+
+
+@register_probe("economy", schedule="every:1", preset="economy", settings=EconomySettings,
+                summary="floor and height from f(0), f'(0) and one forward at 1")
 class Economy(Probe):
     """Floor and height of a quadratic (or cubic) model of the batch line.
 
@@ -29,7 +40,6 @@ class Economy(Probe):
         jvp: also measure f'(1) by forward-mode AD and fit the Hermite cubic.
     """
 
-    name = "economy"
     sources = ("batch",)
 
     def __init__(self, schedule=None, lo: float = -0.25, hi: float = 1.25, jvp: bool = False):
@@ -38,7 +48,13 @@ class Economy(Probe):
             raise ValueError(f"Economy: expected lo < hi, got lo={lo}, hi={hi}")
         self.lo, self.hi, self.jvp = float(lo), float(hi), bool(jvp)
 
+    @classmethod
+    def from_config(cls, cfg, schedule) -> Economy:
+        return cls(schedule, cfg.line_min, cfg.line_max, cfg.economy_jvp)
+
     def observe(self, ctx: StepContext) -> dict:
+        from sgdwalk.functional.economy import cubic_floor, quadratic_floor
+
         ev = ctx.evaluator
         f1 = float(ctx.batch_losses_next().double().mean())
         if ev.reproduces_training_forward:

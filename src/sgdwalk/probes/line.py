@@ -13,8 +13,9 @@ For each source S ("batch": the step's own mini-batch; "probe": the fixed probe 
 Points are evaluated by the `LossEvaluator` under its BatchNorm policy, at exactly theta_t
 (a = 0) and exactly theta_{t+1} (a = 1). f_t(0) is always evaluated, never taken from the
 training loss: eps needs its per-example losses, and the training forward had dropout on.
-On the batch source, a = 1 reuses the economy probe's forward when it ran (same function,
-same point: the same numbers). On a fixed source (probe, heldout), a = 0 reuses the a = 1
+On the batch source, a = 1 is the step context's shared forward at theta_{t+1}
+(`ctx.batch_losses_next()`), which the economy fit uses too: measured once, whichever runs
+first. On a fixed source (probe, heldout), a = 0 reuses the a = 1
 losses of the previous step when the line ran there and theta_t is exactly that step's
 theta_{t+1} (checked): the same forward on the same data, so the same numbers, and K - 1
 forwards instead of K at consecutive steps (not under the "eval" BN policy, whose running
@@ -23,15 +24,45 @@ statistics move between steps; the reuse is a cache, not checkpointed state).
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sgdwalk.functional.curve import CURVE_KEYS, curve_summary, make_grid, paired_noise
-from sgdwalk.probes.base import BATCH_LOSSES_NEXT, Probe, StepContext
+from sgdwalk.probes.base import Probe, StepContext
+from sgdwalk.probes.checks import expect, expect_float32
+from sgdwalk.probes.registry import register_probe
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 LINE_SOURCES = ("batch", "probe", "heldout")
 
 
+@dataclass(frozen=True)
+class LineSettings:
+    """The line probe's walk.* keys (the economy fit and the barriers read them too)."""
+
+    line_min: float = -0.25  # first grid point (fraction of the step)
+    line_max: float = 1.25  # last grid point
+    line_points: int = 13  # grid points, evenly spaced (13 gives spacing 0.125)
+    line_sources: tuple[str, ...] = ("probe",)  # batch | probe | heldout
+
+    def __post_init__(self):
+        for src in self.line_sources:
+            expect(src in LINE_SOURCES, "line_sources", "items of batch, probe, heldout",
+                   repr(src))
+        expect_float32(self, "line_min", "line_max")
+        expect(self.line_min < self.line_max, "line_min", f"< line_max ({self.line_max})",
+               self.line_min)
+        expect(self.line_points >= 3, "line_points", ">= 3", self.line_points)
+
+    def when_on(self) -> None:
+        """What only matters (and only conflicts) when the line probe runs."""
+        expect(bool(self.line_sources), "line_sources", "at least one source", "none")
+
+
+@register_probe("line", schedule="every:1", preset="line", settings=LineSettings,
+                summary="the full line curve on the grid")
 class Line(Probe):
     """The sampled line curve of every scheduled step, on each source.
 
@@ -42,9 +73,11 @@ class Line(Probe):
         sources: names in LINE_SOURCES, evaluated in this order.
     """
 
-    name = "line"
-
     def __init__(self, schedule=None, grid=None, sources=("probe",)):
+        import torch
+
+        from sgdwalk.functional.curve import make_grid
+
         super().__init__(schedule)
         grid = make_grid(-0.25, 1.25, 13) if grid is None else grid
         self.grid = torch.as_tensor(grid, dtype=torch.float64).reshape(-1).clone()
@@ -60,10 +93,19 @@ class Line(Probe):
         # source -> (step t, theta_{t+1}, per-example losses at a = 1): the next a = 0
         self._ends: dict[str, tuple[int, torch.Tensor, torch.Tensor]] = {}
 
+    @classmethod
+    def from_config(cls, cfg, schedule) -> Line:
+        from sgdwalk.functional.curve import make_grid
+
+        return cls(schedule, make_grid(cfg.line_min, cfg.line_max, cfg.line_points),
+                   cfg.line_sources)
+
     def header(self) -> dict:
         return {"line_grid": self.grid.clone()}
 
     def observe(self, ctx: StepContext) -> dict:
+        from sgdwalk.functional.curve import CURVE_KEYS, curve_summary, paired_noise
+
         out: dict = {}
         for source in self.sources:
             per = self.per_example(ctx, source)
@@ -79,33 +121,32 @@ class Line(Probe):
 
     def per_example(self, ctx: StepContext, source: str) -> torch.Tensor:
         """Per-example losses (K, N) along the step on `source`."""
+        import torch
+
         ev = ctx.evaluator
         if source != "batch":
             start = self._known_start(ctx, source)
-            chunks = ev.sources[source]
             if start is None:
-                per = ev.line(ctx.theta, ctx.update, self.points, chunks, ctx.theta_next)
+                per = ev.line(ctx.theta, ctx.update, self.points, source, ctx.theta_next)
             else:
                 rest = self.points[: self.i0] + self.points[self.i0 + 1 :]
-                part = ev.line(ctx.theta, ctx.update, rest, chunks, ctx.theta_next)
+                part = ev.line(ctx.theta, ctx.update, rest, source, ctx.theta_next)
                 per = torch.cat([part[: self.i0], start.unsqueeze(0), part[self.i0 :]])
             if ev.points_are_pure:
                 self._remember(ctx, source, per[self.i1])
             return per
-        known = ctx.cache.get(BATCH_LOSSES_NEXT)
-        if known is None:
-            return ev.line(ctx.theta, ctx.update, self.points, ctx.batch, ctx.theta_next)
+        # a = 1 on the batch is the context's shared forward (the economy fit's f(1))
         rest = self.points[: self.i1] + self.points[self.i1 + 1 :]
         part = ev.line(ctx.theta, ctx.update, rest, ctx.batch, ctx.theta_next)
+        known = ctx.batch_losses_next()
         return torch.cat([part[: self.i1], known.unsqueeze(0), part[self.i1 :]])
-
 
     def _known_start(self, ctx: StepContext, source: str) -> torch.Tensor | None:
         """The previous step's a = 1 losses, if they were measured at exactly theta_t."""
         end = self._ends.get(source)
         if end is None or end[0] != ctx.step - 1 or not ctx.evaluator.points_are_pure:
             return None
-        return end[2] if torch.equal(end[1], ctx.theta) else None
+        return end[2] if end[1].equal(ctx.theta) else None
 
     def _remember(self, ctx: StepContext, source: str, losses: torch.Tensor) -> None:
         old = self._ends.get(source)
@@ -116,4 +157,6 @@ class Line(Probe):
 
 def _argmin(curve: np.ndarray) -> int:
     """Index of the smallest finite value (0 when none is finite)."""
+    import numpy as np
+
     return int(np.argmin(np.where(np.isfinite(curve), curve, np.inf)))

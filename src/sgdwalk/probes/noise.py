@@ -18,13 +18,26 @@ statistics) with dropout off; the cost is about one training step.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-import torch
-
-from sgdwalk.functional.noise import minibatch_noise_trace
 from sgdwalk.probes.base import Probe, StepContext
+from sgdwalk.probes.checks import expect
+from sgdwalk.probes.registry import register_probe
 
 
+@dataclass(frozen=True)
+class NoiseSettings:
+    """The gradient-noise probe's walk.* keys."""
+
+    noise_microbatches: int = 4  # micro-batches the step's batch is split into
+
+    def __post_init__(self):
+        expect(self.noise_microbatches >= 2, "noise_microbatches", ">= 2",
+               self.noise_microbatches)
+
+
+@register_probe("noise", schedule="every:10", preset="full", settings=NoiseSettings,
+                summary="trace of the mini-batch gradient covariance")
 class GradientNoise(Probe):
     """tr Cov[g_B] from micro-batch gradients of the step's batch.
 
@@ -33,7 +46,6 @@ class GradientNoise(Probe):
         microbatches: m >= 2 micro-batches per step.
     """
 
-    name = "noise"
     sources = ("batch",)
 
     def __init__(self, schedule=None, microbatches: int = 4):
@@ -41,6 +53,10 @@ class GradientNoise(Probe):
         if microbatches < 2:
             raise ValueError(f"GradientNoise: expected microbatches >= 2, got {microbatches}")
         self.m = int(microbatches)
+
+    @classmethod
+    def from_config(cls, cfg, schedule) -> GradientNoise:
+        return cls(schedule, cfg.noise_microbatches)
 
     def observe(self, ctx: StepContext) -> dict:
         g = ctx.grad.double()
@@ -50,6 +66,10 @@ class GradientNoise(Probe):
         return {"noise_trace": trace, "noise_grad_sq": g2, "noise_snr": snr}
 
     def trace(self, ctx: StepContext) -> float:
+        import torch
+
+        from sgdwalk.functional.noise import minibatch_noise_trace
+
         if ctx.full_batch:
             return math.nan
         if len(ctx.batch) == 1:

@@ -1,113 +1,64 @@
-"""Cost-ordered presets: which probe families run, and on which default schedule.
+"""Presets: which registered probes run, and on which default schedule.
 
-    preset     adds                                          step / plain SGD step
-    off        nothing (loss and lr only)                    1.0
-    cheap      trajectory: cosines, norms, distance, path    1.1 - 2.2 (vector ops)
-    economy    + floor/height from one forward at theta_t+1  1.7 - 3.1 (+1 batch forward)
-    line       + the full line curve on the probe set        14 - 36 (K probe-set forwards)
-    curvature  + u^T H u by one HVP, Lanczos sharpness       19 - 41
-    full       + valley-floor barriers every 10 steps        + 2 x len(ks) x points
-               + gradient noise every 10 steps               probe-set forwards each
+Each probe registers the cheapest preset that runs it and its schedule there
+(`sgdwalk.probes.registry`); a preset runs every probe registered at its level or below:
 
-Measured by benchmarks/probe_cost.py (CPU, 1 thread, torch 2.13; 512-example probe set) for
-a BN MLP on digits at batch 32 and 128 (the high ends are batch 32, whose SGD step is
-0.3 ms) and a width-0.25 BN VGG-11 at batch 100 (the high ends of line and up). The line
-probe itself costs 1.00x (VGG) to 1.23x (MLP) the K plain forwards it needs.
+    preset     adds (the built-in probes)
+    off        nothing (loss and lr only)
+    cheap      trajectory: cosines, norms, distance, path length
+    economy    + floor and height from one forward at theta_{t+1}
+    line       + the full line curve on the probe set
+    curvature  + u^T H u by one Hessian-vector product; Lanczos sharpness every 100 steps
+    full       + valley-floor barriers and gradient noise, every 10 steps
 
-A WalkConfig field set to a schedule string overrides its family's default, "off"
-switches it off, and a family the preset leaves out can be switched on the same way.
+What each preset costs per step, against a plain SGD step, is measured in
+docs/performance.md. A WalkConfig key walk.<probe> set to a schedule string overrides its
+probe's default, "off" switches it off, and a probe the preset leaves out can be switched on
+the same way.
 """
 
 from __future__ import annotations
 
-from sgdwalk.config import WalkConfig
+from sgdwalk.config import WalkConfig, settings_of
 from sgdwalk.errors import ConfigError
+from sgdwalk.probes.registry import PRESETS, ProbeSpec, registered
 from sgdwalk.probes.schedule import Never, parse_schedule
-
-PRESETS = ("off", "cheap", "economy", "line", "curvature", "full")
-
-# family -> (first preset that includes it, its default schedule there)
-DEFAULTS = {
-    "trajectory": ("cheap", "every:1"),
-    "economy": ("economy", "every:1"),
-    "line": ("line", "every:1"),
-    "curvature": ("curvature", "every:1"),
-    "sharpness": ("curvature", "every:100"),
-    "barrier": ("full", "every:10"),  # ~150 probe-set forwards each time: sparse
-    "noise": ("full", "every:10"),
-}
 
 
 def family_schedules(cfg: WalkConfig) -> dict[str, str]:
-    """{family: schedule string} after applying the preset and the explicit fields."""
+    """{probe name: schedule string} after applying the preset and the explicit keys.
+
+    A probe registered after WalkConfig was made has no key: its preset decides.
+    """
     level = PRESETS.index(cfg.preset)
     out = {}
-    for family, (first, default) in DEFAULTS.items():
-        spec = getattr(cfg, family)
-        if spec is None:
-            spec = default if level >= PRESETS.index(first) else "off"
-        out[family] = spec
+    for spec in registered():
+        text = getattr(cfg, spec.name, None)
+        if text is None:
+            text = spec.schedule if spec.rank <= level else "off"
+        out[spec.name] = text
     return out
 
 
 def build_probes(spec, steps_per_epoch: int = 1) -> list:
-    """Probe instances, in dependency order, for a preset name or a WalkConfig."""
+    """Probe instances for a preset name or a WalkConfig, in registry order."""
     cfg = WalkConfig(preset=spec) if isinstance(spec, str) else spec
-    schedules = {
-        family: parse_schedule(text, steps_per_epoch, where=f"walk.{family}")
-        for family, text in family_schedules(cfg).items()
-    }
-    _check(cfg, {f for f, s in schedules.items() if not isinstance(s, Never)})
+    texts = family_schedules(cfg)
     probes = []
-    for family, factory in _factories().items():
-        schedule = schedules[family]
+    for probe in registered():
+        schedule = parse_schedule(texts[probe.name], steps_per_epoch, where=f"walk.{probe.name}")
         if not isinstance(schedule, Never):
-            probes.append(factory(cfg, schedule))
+            _check(cfg, probe, texts)
+            probes.append(probe.cls.from_config(cfg, schedule))
     return probes
 
 
-def _check(cfg: WalkConfig, on: set[str]) -> None:
-    """Settings that only matter (and only conflict) when their probe runs."""
-    if "line" in on and not cfg.line_sources:
-        raise ConfigError("walk.line_sources: expected at least one source, got none")
-    if "barrier" in on and "line" not in on:
-        raise ConfigError(
-            "walk.barrier: expected the line probe on (barriers join its floor points), "
-            f"got walk.line={family_schedules(cfg)['line']!r}"
-        )
-    if "barrier" in on and cfg.barrier_points < 3:
-        raise ConfigError(f"walk.barrier_points: expected >= 3, got {cfg.barrier_points}")
-    if "sharpness" in on and cfg.sharpness_k > cfg.sharpness_max_iter:
-        raise ConfigError(
-            f"walk.sharpness_k: expected at most sharpness_max_iter ({cfg.sharpness_max_iter}),"
-            f" got {cfg.sharpness_k}"
-        )
-
-
-def _factories():
-    """{family: (cfg, schedule) -> probe}, in dependency order: the economy forward is
-    shared with the batch line, the barrier reads the line's floors."""
-    from sgdwalk.functional.curve import make_grid
-    from sgdwalk.probes.barrier import Barrier
-    from sgdwalk.probes.curvature import Curvature
-    from sgdwalk.probes.economy import Economy
-    from sgdwalk.probes.line import Line
-    from sgdwalk.probes.noise import GradientNoise
-    from sgdwalk.probes.sharpness import Sharpness
-    from sgdwalk.probes.trajectory import Trajectory
-
-    return {
-        "trajectory": lambda cfg, s: Trajectory(s),
-        "economy": lambda cfg, s: Economy(s, cfg.line_min, cfg.line_max, cfg.economy_jvp),
-        "line": lambda cfg, s: Line(
-            s, make_grid(cfg.line_min, cfg.line_max, cfg.line_points), cfg.line_sources
-        ),
-        "curvature": lambda cfg, s: Curvature(s),
-        "sharpness": lambda cfg, s: Sharpness(
-            s, cfg.sharpness_k, cfg.sharpness_tol, cfg.sharpness_max_iter
-        ),
-        "barrier": lambda cfg, s: Barrier(
-            s, cfg.line_sources[0], cfg.barrier_ks, cfg.barrier_points
-        ),
-        "noise": lambda cfg, s: GradientNoise(s, cfg.noise_microbatches),
-    }
+def _check(cfg: WalkConfig, probe: ProbeSpec, texts: dict[str, str]) -> None:
+    """What only matters when `probe` runs: the probes it requires are on, and its settings'
+    `when_on` checks (e.g. at least one line source)."""
+    for name in probe.requires:
+        if isinstance(parse_schedule(texts.get(name, "off"), 1), Never):
+            raise ConfigError(f"walk.{probe.name}: expected the {name} probe on ({probe.name} "
+                              f"requires it), got walk.{name}={texts.get(name, 'off')!r}")
+    if probe.settings is not None and hasattr(probe.settings, "when_on"):
+        probe.settings(**settings_of(cfg, probe)).when_on()

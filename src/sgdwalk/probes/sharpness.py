@@ -20,13 +20,39 @@ is kept in the model's dtype and device.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from sgdwalk.functional.lanczos import lanczos
 from sgdwalk.probes.base import Probe, StepContext
+from sgdwalk.probes.checks import expect, expect_float32, expect_positive
+from sgdwalk.probes.registry import register_probe
+
+if TYPE_CHECKING:
+    import torch
 
 
+@dataclass(frozen=True)
+class SharpnessSettings:
+    """The sharpness probe's walk.* keys."""
+
+    sharpness_k: int = 1  # eigenvalues to track
+    sharpness_tol: float = 1e-3  # Lanczos stops when residual / |lambda| is below this
+    sharpness_max_iter: int = 50  # Lanczos iterations at most
+
+    def __post_init__(self):
+        expect_float32(self, "sharpness_tol")
+        expect_positive(self, "sharpness_k", "sharpness_max_iter")
+        expect(self.sharpness_tol > 0, "sharpness_tol", "> 0", self.sharpness_tol)
+
+    def when_on(self) -> None:
+        """What only matters (and only conflicts) when the sharpness probe runs."""
+        expect(self.sharpness_k <= self.sharpness_max_iter, "sharpness_k",
+               f"at most sharpness_max_iter ({self.sharpness_max_iter})", self.sharpness_k)
+
+
+@register_probe("sharpness", schedule="every:100", preset="curvature",
+                settings=SharpnessSettings,
+                summary="top-k Hessian eigenvalues (Lanczos) + gradient alignment")
 class Sharpness(Probe):
     """Top-k Hessian eigenpairs of the probe-set loss by warm-started Lanczos.
 
@@ -37,8 +63,6 @@ class Sharpness(Probe):
         max_iter: most matvecs per measurement (>= k).
         source: evaluator source whose loss is analysed ("probe").
     """
-
-    name = "sharpness"
 
     def __init__(self, schedule=None, k: int = 1, tol: float = 1e-3, max_iter: int = 50,
                  source: str = "probe"):
@@ -51,16 +75,17 @@ class Sharpness(Probe):
         self.sources = (source,)
         self.vectors: torch.Tensor | None = None  # (k, P) previous Ritz vectors (warm start)
 
+    @classmethod
+    def from_config(cls, cfg, schedule) -> Sharpness:
+        return cls(schedule, cfg.sharpness_k, cfg.sharpness_tol, cfg.sharpness_max_iter)
+
     def observe(self, ctx: StepContext) -> dict:
-        ev = ctx.evaluator
-        chunks = ev.sources[self.sources[0]]
+        from sgdwalk.functional.lanczos import lanczos
+
         theta = ctx.theta
-
-        def matvec(v: torch.Tensor) -> torch.Tensor:
-            return ev.grad_and_hvp(chunks, theta, v)[1]
-
+        hessian = ctx.evaluator.hessian(ctx.data(self.sources[0]), theta)
         res = lanczos(
-            matvec,
+            lambda v: hessian @ v,
             dim=theta.numel(),
             k=min(self.k, theta.numel()),
             tol=self.tol,
@@ -71,7 +96,7 @@ class Sharpness(Probe):
             device=theta.device,
         )
         self.vectors = res.eigenvectors.detach().clone()
-        eigs = res.eigenvalues.to(torch.float64).cpu()
+        eigs = res.eigenvalues.double().cpu()
         g = ctx.grad.double()
         gg = float(g @ g)
         proj = self.vectors.double() @ g  # (k,) coordinates of g in the orthonormal Ritz basis

@@ -16,12 +16,14 @@ Cosines that involve step t-1 are NaN at the first step.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
-from sgdwalk.functional.vector import segment_grams
 from sgdwalk.probes.base import Probe, StepContext
+from sgdwalk.probes.registry import register_probe
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 # Rows of the per-layer Gram matrices: every dot product the probe needs, in one pass.
 G, U, D, PG, PU, GWD, PW = range(7)  # g_t, u_t, theta_{t+1} - theta_0, g_{t-1}, u_{t-1}, wd
@@ -29,6 +31,8 @@ G, U, D, PG, PU, GWD, PW = range(7)  # g_t, u_t, theta_{t+1} - theta_0, g_{t-1},
 
 def _cos(dot, aa, bb):
     """dot / sqrt(aa bb), clamped to [-1, 1]; NaN where a norm is 0 (NumPy, elementwise)."""
+    import numpy as np
+
     den = np.sqrt(aa * bb)
     with np.errstate(divide="ignore", invalid="ignore"):
         cos = np.clip(dot / den, -1.0, 1.0)
@@ -36,9 +40,14 @@ def _cos(dot, aa, bb):
 
 
 def _vec(x: np.ndarray) -> torch.Tensor:
+    import numpy as np
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
 
 
+@register_probe("trajectory", schedule="every:1", preset="cheap",
+                summary="cosines, norms, distance from init, path length")
 class Trajectory(Probe):
     """Norms, distances and cosines of consecutive steps, globally and per layer.
 
@@ -47,7 +56,6 @@ class Trajectory(Probe):
     is NumPy on per-layer numbers.
     """
 
-    name = "trajectory"
     tracks_history = True  # path length and the previous step's vectors need every step
 
     def __init__(self, schedule=None, per_layer: bool = True):
@@ -63,12 +71,19 @@ class Trajectory(Probe):
         self._work: list[torch.Tensor] = []  # two scratch vectors: theta - theta_0, g + wd theta
 
     def _init(self, ctx: StepContext) -> None:
+        import torch
+
         if self.theta0 is None:
             self.theta0 = ctx.theta.clone()
         if self.path_layers is None:
             self.path_layers = torch.zeros(len(ctx.layout.layers), dtype=torch.float64)
 
     def observe(self, ctx: StepContext) -> dict:
+        import numpy as np
+        import torch
+
+        from sgdwalk.functional.vector import segment_grams
+
         self._init(ctx)
         if not self._work or self._work[0].shape != ctx.theta.shape:
             self._work = [torch.empty_like(ctx.theta), torch.empty_like(ctx.theta)]
@@ -125,6 +140,11 @@ class Trajectory(Probe):
         return out
 
     def after(self, ctx: StepContext) -> None:
+        import numpy as np
+        import torch
+
+        from sgdwalk.functional.vector import segment_grams
+
         self._init(ctx)
         seen = self._seen if self._seen is not None and self._seen[0] == ctx.step else None
         self._seen = None
@@ -164,6 +184,8 @@ class Trajectory(Probe):
 
 def _with_decay(ctx: StepContext, out: torch.Tensor | None = None) -> torch.Tensor:
     """g_t + wd theta_t, rounded as `grad + weight_decay * theta` (into `out` if given)."""
+    import torch
+
     if out is None:
         return ctx.grad + ctx.weight_decay * ctx.theta
     return torch.mul(ctx.theta, ctx.weight_decay, out=out).add_(ctx.grad)

@@ -10,10 +10,12 @@
         walk.after_step(optimizer)       # u_t = theta_{t+1} - theta_t; probes run here
     walk.table()                         # one row per step, or see the run store
 
-or, in one line per step: `loss = walk.step(optimizer, x, y)`.
+or, in one line per step: `loss = walk.step(optimizer, x, y)` (which trains on the walk's
+loss_fn, the one its probes measure).
 
 The walk only copies parameters into its own buffers and evaluates moved parameters on
-scratch copies, so the trajectory is bit-identical with and without it.
+scratch copies, so the trajectory is bit-identical with and without it. It runs each
+probe after the probes it requires, whatever order they were given in.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from sgdwalk.errors import ConfigError
 from sgdwalk.functional.flat import ParamLayout, params_of
+from sgdwalk.losses import Loss, cross_entropy, per_example
 from sgdwalk.probes.base import Probe, StepContext
-from sgdwalk.probes.evaluator import LossEvaluator, per_example_cross_entropy
+from sgdwalk.probes.evaluator import LossEvaluator
 
 
 class Walk:
@@ -34,9 +36,11 @@ class Walk:
 
     Args:
         model: the module being trained.
-        probes: a preset name (see `sgdwalk.probes.presets`), a WalkConfig, or probes.
-        loss_fn: (output, target) -> per-example losses or their mean; cross-entropy
-            by default. Used by probes that evaluate moved parameters.
+        probes: a preset name (see `sgdwalk.probes.presets`), a WalkConfig, or probes (run
+            in an order where each follows the probes it `requires`).
+        loss_fn: (output, target) -> per-example losses (N,): `sgdwalk.losses.cross_entropy`
+            (default), `sgdwalk.losses.mse`, or one's own (reduction="none"). `step` trains
+            on its mean and every probe measures it; a reducing loss is refused at first use.
         probe_set: (x, y) tensors of the fixed probe set, or a sequence of (x, y) chunks.
         heldout: the same for held-out data (line source "heldout").
         probe_batch: chunk size for a probe set given as one pair of tensors.
@@ -55,7 +59,7 @@ class Walk:
         self,
         model: torch.nn.Module,
         probes="cheap",
-        loss_fn: Callable | None = None,
+        loss_fn: Loss = cross_entropy,
         probe_set=None,
         heldout=None,
         probe_batch: int = 256,
@@ -70,11 +74,10 @@ class Walk:
         self.model = model
         self.layout = ParamLayout.of(model)
         self.steps_per_epoch = steps_per_epoch
-        self.probes: list[Probe] = (
-            list(probes)
-            if isinstance(probes, (list, tuple))
-            else build_probes(probes, steps_per_epoch)
+        self.probes: list[Probe] = run_order(
+            probes if isinstance(probes, (list, tuple)) else build_probes(probes, steps_per_epoch)
         )
+        self.loss_fn = loss_fn
         sources = {}
         if probe_set is not None:
             sources["probe"] = _chunks(probe_set, probe_batch)
@@ -83,7 +86,7 @@ class Walk:
         self.evaluator = LossEvaluator(
             model,
             self.layout,
-            loss_fn or per_example_cross_entropy,
+            loss_fn,
             bn_policy or getattr(probes, "bn_policy", "batch"),
             sources,
             memory_format,
@@ -193,10 +196,11 @@ class Walk:
 
         return attach(self, optimizer)
 
-    def step(self, optimizer, x, y, loss_fn: Callable | None = None) -> torch.Tensor:
-        """One whole training step with the walk around it; returns the batch loss."""
+    def step(self, optimizer, x, y) -> torch.Tensor:
+        """One training step on the mean of the walk's loss_fn, with the walk around it;
+        returns the batch loss."""
         optimizer.zero_grad(set_to_none=True)
-        loss = (loss_fn or F.cross_entropy)(self.model(x), y)
+        loss = per_example(self.loss_fn, self.model(x), y).mean()
         loss.backward()
         self.before_step(loss.detach(), (x, y))
         optimizer.step()
@@ -232,6 +236,32 @@ class Walk:
         self.generator.set_state(state["generator"])
         for i, probe in enumerate(self.probes):
             probe.load_state_dict(state["probes"][f"{i}:{probe.name}"])
+
+
+def run_order(probes: Sequence[Probe]) -> list[Probe]:
+    """The probes in an order where each runs after the probes it requires: the given order
+    wherever that allows (a stable topological sort).
+
+    Raises: ConfigError when a required probe is missing or the requirements form a cycle.
+    """
+    names = [p.name for p in probes]
+    for probe in probes:
+        for name in probe.requires:
+            if name not in names:
+                raise ConfigError(f"Walk: probe {probe.name!r} requires {name!r}: expected it "
+                                  f"among the probes, got {', '.join(names)}")
+    order: list[Probe] = []
+    done: set[str] = set()
+    waiting = list(probes)
+    while waiting:
+        ready = next((p for p in waiting if done.issuperset(p.requires)), None)
+        if ready is None:
+            cycle = "; ".join(f"{p.name} requires {', '.join(p.requires)}" for p in waiting)
+            raise ConfigError(f"Walk: expected requirements without a cycle, got {cycle}")
+        order.append(ready)
+        waiting.remove(ready)
+        done.add(ready.name)
+    return order
 
 
 def _check_sources(probes: Sequence[Probe], available: dict) -> None:
