@@ -13,7 +13,6 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ import tomllib
 
 from sgdwalk.errors import ConfigError
 from sgdwalk.probes.registry import PRESETS, registered
-from sgdwalk.probes.schedule import parse_schedule
 
 
 @dataclass(frozen=True)
@@ -183,6 +181,8 @@ def _walk_config() -> type:
         raise ValueError(f"WalkConfig: two probes claim the same key among {names}")
 
     def __post_init__(self):
+        from sgdwalk.probes.schedule import parse_schedule  # validates the strings
+
         _check_choice(self, "preset", PRESETS)
         _check_choice(self, "bn_policy", ("batch", "recalibrate", "eval"))
         for spec in specs:
@@ -385,15 +385,23 @@ def _describe(value) -> str:
 # presets, files and overrides
 
 
+def _shipped():
+    """The package's configs folder. importlib.resources is imported here, not at the top:
+    it is a fifth of what `import sgdwalk.config` costs, and most imports never need it."""
+    from importlib import resources
+
+    return resources.files("sgdwalk") / "configs"
+
+
 def preset_names() -> list[str]:
     """Names of the presets shipped inside the package."""
-    folder = resources.files("sgdwalk") / "configs"
+    folder = _shipped()
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
 def preset_summary(name: str) -> str:
     """The description line of a shipped preset (its second comment line)."""
-    text = (resources.files("sgdwalk") / "configs" / f"{name}.toml").read_text()
+    text = (_shipped() / f"{name}.toml").read_text()
     comments = [line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")]
     return comments[1] if len(comments) > 1 else ""
 
@@ -406,7 +414,7 @@ def read_toml(source: str) -> dict:
             raise ConfigError(f"config: expected a TOML file or a preset name, got {source!r}")
         text = read_text_file(path, "config")
     else:
-        resource = resources.files("sgdwalk") / "configs" / f"{source}.toml"
+        resource = _shipped() / f"{source}.toml"
         if not resource.is_file():
             raise ConfigError(
                 f"config: expected a preset ({', '.join(preset_names())}) or a .toml file, "

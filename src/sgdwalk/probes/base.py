@@ -1,4 +1,4 @@
-"""The probe extension point and the step context it observes.
+"""The probe extension point (the context it observes: `sgdwalk.probes.context`).
 
 A probe is a name, a schedule (step -> bool), what it requires of other probes, and
 `observe(ctx) -> {name: value}`. Values are floats (stored as scalars) or 1-D tensors (stored
@@ -12,74 +12,16 @@ theta_{t+1} on the batch: `ctx.batch_losses_next()`). Probes evaluate moved para
 through `ctx.evaluator`, which never writes the model's parameters or BatchNorm statistics
 (docs/bn_policy.md).
 
-This module is light (torch is imported where it is used): probe files import it at
-registration, which `import sgdwalk.config` runs.
+This module is light (no torch, no dataclasses): every probe file imports it, and
+`import sgdwalk.config` imports every probe file to read the registrations.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sgdwalk.probes.schedule import Every
-
 if TYPE_CHECKING:
-    import torch
-
-    from sgdwalk.functional.flat import ParamLayout
-    from sgdwalk.probes.evaluator import Data, LossEvaluator
-
-
-@dataclass
-class StepContext:
-    """Everything a probe may look at for the update theta_t -> theta_{t+1}.
-
-    Flat vectors have `layout.numel` entries. `grad` is the mini-batch gradient of the mean
-    loss at theta_t *without* weight decay; `update` is u_t = theta_next - theta, the step
-    the optimizer actually applied (momentum, weight decay, clipping and noise included).
-    """
-
-    step: int  # t, counted from 0
-    epoch: int  # 0-based epoch of this step
-    lr: float  # learning rate of the first parameter group
-    weight_decay: float  # weight decay of the first parameter group
-    batch_size: int  # examples in the step's batch (all chunks together)
-    loss: float  # f_t(0): mean loss of the step's batch at theta_t (training forward)
-    theta: torch.Tensor  # theta_t
-    theta_next: torch.Tensor  # theta_{t+1}
-    update: torch.Tensor  # u_t
-    grad: torch.Tensor  # g_t
-    batch: list[tuple[torch.Tensor, torch.Tensor]]  # the step's batch, as (x, y) chunks
-    layout: ParamLayout
-    evaluator: LossEvaluator
-    generator: torch.Generator  # reserved for probes; never the training RNG
-    full_batch: bool = False  # the batch is the whole training split (GD): no batch noise
-    results: dict[str, Any] = field(default_factory=dict)  # values of the probes run so far
-    cache: dict[str, Any] = field(default_factory=dict)  # the services' shared work
-
-    @property
-    def grad_dot_update(self) -> float:
-        """f'(0) = <g_t, u_t>, the slope of the batch line at a = 0 (free)."""
-        if "grad_dot_update" not in self.cache:
-            from sgdwalk.functional.vector import dot64
-
-            self.cache["grad_dot_update"] = dot64(self.grad, self.update)
-        return self.cache["grad_dot_update"]
-
-    def batch_losses_next(self) -> torch.Tensor:
-        """Per-example losses (N,) of the step's batch at theta_{t+1}, by a probing forward.
-
-        Computed once per step, by the first probe that asks (the economy fit's f(1), the
-        batch line's a = 1), so probes that share it need no order between them.
-        """
-        if "batch_losses_next" not in self.cache:
-            self.cache["batch_losses_next"] = self.evaluator.losses(self.batch, self.theta_next)
-        return self.cache["batch_losses_next"]
-
-    def data(self, source: str) -> Data:
-        """What the evaluator takes for `source`: the step's batch (its chunks), or the name
-        of an evaluator source ("probe", "heldout")."""
-        return self.batch if source == "batch" else source
+    from sgdwalk.probes.context import StepContext
 
 
 class Probe:
@@ -94,7 +36,9 @@ class Probe:
     sources: tuple[str, ...] = ()
 
     def __init__(self, schedule=None):
-        self.schedule = schedule if schedule is not None else Every(1)
+        from sgdwalk.probes.schedule import Every
+
+        self.schedule = schedule if schedule is not None else Every(1)  # default: every step
 
     @classmethod
     def from_config(cls, cfg, schedule) -> Probe:

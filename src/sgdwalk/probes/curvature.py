@@ -12,9 +12,13 @@ product of the step's batch loss at theta_t (under the evaluator's BN policy).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from sgdwalk.probes.base import Probe, StepContext
+from sgdwalk.probes.base import Probe
 from sgdwalk.probes.registry import register_probe
+
+if TYPE_CHECKING:
+    from sgdwalk.probes.context import StepContext
 
 
 @register_probe("curvature", schedule="every:1", preset="curvature",

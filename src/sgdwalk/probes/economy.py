@@ -17,9 +17,13 @@ the quadratic model's second derivative 2 (f(1) - f(0) - f'(0)) in both modes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sgdwalk.probes.base import Probe, StepContext
+from sgdwalk.probes.base import Probe
 from sgdwalk.probes.registry import register_probe
+
+if TYPE_CHECKING:
+    from sgdwalk.probes.context import StepContext
 
 
 @dataclass(frozen=True)

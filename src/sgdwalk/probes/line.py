@@ -27,13 +27,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sgdwalk.probes.base import Probe, StepContext
+from sgdwalk.probes.base import Probe
 from sgdwalk.probes.checks import expect, expect_float32
 from sgdwalk.probes.registry import register_probe
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
+
+    from sgdwalk.probes.context import StepContext
 
 LINE_SOURCES = ("batch", "probe", "heldout")
 

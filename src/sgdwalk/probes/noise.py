@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sgdwalk.probes.base import Probe, StepContext
+from sgdwalk.probes.base import Probe
 from sgdwalk.probes.checks import expect
 from sgdwalk.probes.registry import register_probe
+
+if TYPE_CHECKING:
+    from sgdwalk.probes.context import StepContext
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,14 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sgdwalk.probes.base import Probe, StepContext
+from sgdwalk.probes.base import Probe
 from sgdwalk.probes.checks import expect, expect_float32, expect_positive
 from sgdwalk.probes.registry import register_probe
 
 if TYPE_CHECKING:
     import torch
+
+    from sgdwalk.probes.context import StepContext
 
 
 @dataclass(frozen=True)

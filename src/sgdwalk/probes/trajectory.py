@@ -18,12 +18,14 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from sgdwalk.probes.base import Probe, StepContext
+from sgdwalk.probes.base import Probe
 from sgdwalk.probes.registry import register_probe
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
+
+    from sgdwalk.probes.context import StepContext
 
 # Rows of the per-layer Gram matrices: every dot product the probe needs, in one pass.
 G, U, D, PG, PU, GWD, PW = range(7)  # g_t, u_t, theta_{t+1} - theta_0, g_{t-1}, u_{t-1}, wd

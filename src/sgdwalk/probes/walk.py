@@ -27,7 +27,8 @@ import torch
 from sgdwalk.errors import ConfigError
 from sgdwalk.functional.flat import ParamLayout, params_of
 from sgdwalk.losses import Loss, cross_entropy, per_example
-from sgdwalk.probes.base import Probe, StepContext
+from sgdwalk.probes.base import Probe
+from sgdwalk.probes.context import StepContext
 from sgdwalk.probes.evaluator import LossEvaluator
 
 
