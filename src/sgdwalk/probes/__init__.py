@@ -1,6 +1,7 @@
 """Probes: what a walk measures at each step, one file per probe.
 
-    base        the step context and the Probe base class (the extension point)
+    base        the Probe base class (the extension point)
+    context     the step context a probe observes, and the work probes share
     registry    @register_probe: name, schedule, preset, settings, requires
     presets     which registered probes a preset (or a WalkConfig) runs
     walk        `Walk`: orders the probes and runs them around any optimizer step
@@ -8,7 +9,8 @@
     bn_policy   BatchNorm (and dropout) while probing
     memory_format  channels_last inputs for no-grad sweeps of conv nets on CPU
 
-Importing the package registers the built-in probes below (light: no torch at import).
+Importing the package registers the built-in probes below (light: no torch at import);
+a new built-in probe is its file, its tests and its name here.
 """
 
 from sgdwalk.probes import (  # noqa: F401  (registration)

@@ -14,12 +14,12 @@ Points are evaluated by the `LossEvaluator` under its BatchNorm policy, at exact
 (a = 0) and exactly theta_{t+1} (a = 1). f_t(0) is always evaluated, never taken from the
 training loss: eps needs its per-example losses, and the training forward had dropout on.
 On the batch source, a = 1 is the step context's shared forward at theta_{t+1}
-(`ctx.batch_losses_next()`), which the economy fit uses too: measured once, whichever runs
-first. On a fixed source (probe, heldout), a = 0 reuses the a = 1
-losses of the previous step when the line ran there and theta_t is exactly that step's
-theta_{t+1} (checked): the same forward on the same data, so the same numbers, and K - 1
-forwards instead of K at consecutive steps (not under the "eval" BN policy, whose running
-statistics move between steps; the reuse is a cache, not checkpointed state).
+(`ctx.batch_losses_next()`, the economy fit's f(1) too: measured once, whichever asks
+first). On a fixed source (probe, heldout), a = 0 reuses the a = 1 losses of the previous
+step when the line ran there and theta_t is exactly that step's theta_{t+1} (checked): the
+same forward on the same data, so the same numbers, and K - 1 forwards instead of K at
+consecutive steps (not under the "eval" BN policy, whose running statistics move between
+steps; the reuse is a cache, not checkpointed state).
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     import torch
 
     from sgdwalk.probes.context import StepContext
+
+# torch, NumPy and the kernels are imported inside the methods that use them, so that
+# registering this probe (which `import sgdwalk.config` does) imports no torch.
+
 
 LINE_SOURCES = ("batch", "probe", "heldout")
 

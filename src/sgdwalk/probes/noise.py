@@ -28,6 +28,9 @@ from sgdwalk.probes.registry import register_probe
 if TYPE_CHECKING:
     from sgdwalk.probes.context import StepContext
 
+# torch, NumPy and the kernels are imported inside the methods that use them, so that
+# registering this probe (which `import sgdwalk.config` does) imports no torch.
+
 
 @dataclass(frozen=True)
 class NoiseSettings:

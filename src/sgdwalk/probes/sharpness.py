@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
     from sgdwalk.probes.context import StepContext
 
+# torch, NumPy and the kernels are imported inside the methods that use them, so that
+# registering this probe (which `import sgdwalk.config` does) imports no torch.
+
 
 @dataclass(frozen=True)
 class SharpnessSettings:

@@ -27,25 +27,12 @@ if TYPE_CHECKING:
 
     from sgdwalk.probes.context import StepContext
 
+# torch, NumPy and the kernels are imported inside the methods that use them, so that
+# registering this probe (which `import sgdwalk.config` does) imports no torch.
+
+
 # Rows of the per-layer Gram matrices: every dot product the probe needs, in one pass.
 G, U, D, PG, PU, GWD, PW = range(7)  # g_t, u_t, theta_{t+1} - theta_0, g_{t-1}, u_{t-1}, wd
-
-
-def _cos(dot, aa, bb):
-    """dot / sqrt(aa bb), clamped to [-1, 1]; NaN where a norm is 0 (NumPy, elementwise)."""
-    import numpy as np
-
-    den = np.sqrt(aa * bb)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cos = np.clip(dot / den, -1.0, 1.0)
-    return np.where(den > 0, cos, np.nan)
-
-
-def _vec(x: np.ndarray) -> torch.Tensor:
-    import numpy as np
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
 
 
 @register_probe("trajectory", schedule="every:1", preset="cheap",
@@ -73,15 +60,14 @@ class Trajectory(Probe):
         self._work: list[torch.Tensor] = []  # two scratch vectors: theta - theta_0, g + wd theta
 
     def _init(self, ctx: StepContext) -> None:
-        import torch
-
         if self.theta0 is None:
             self.theta0 = ctx.theta.clone()
-        if self.path_layers is None:
+        if self.path_layers is None:  # on the host: per-layer values are NumPy's
+            import torch
+
             self.path_layers = torch.zeros(len(ctx.layout.layers), dtype=torch.float64)
 
     def observe(self, ctx: StepContext) -> dict:
-        import numpy as np
         import torch
 
         from sgdwalk.functional.vector import segment_grams
@@ -101,7 +87,7 @@ class Trajectory(Probe):
             rows += [gwd, self.prev_grad if self.prev_grad_wd is None else self.prev_grad_wd]
         gram = segment_grams(rows, ctx.layout.layer_bounds).cpu().numpy()  # (S, r, r)
         total = gram.sum(axis=0)
-        gg, uu, gu, dd = gram[:, G, G], gram[:, U, U], gram[:, G, U], gram[:, D, D]
+        uu = gram[:, U, U]
         self._seen = (ctx.step, uu, gwd)
         step_norm = math.sqrt(float(total[U, U]))
         path = self.path_length + step_norm
@@ -123,36 +109,21 @@ class Trajectory(Probe):
             out["cos_update"] = _cos1(total, PU, U)
             out["cos_grad_wd"] = _cos1(total, PW, GWD) if decay else out["cos_grad"]
         if self.per_layer:
-            u_layers = np.sqrt(uu)
-            path_layers = self.path_layers.numpy() + u_layers
-            dist_layers = np.sqrt(dd)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = dist_layers / path_layers
-            out |= {
-                "grad_norm_layers": _vec(np.sqrt(gg)),
-                "update_norm_layers": _vec(u_layers),
-                "dist_init_layers": _vec(dist_layers),
-                "path_length_layers": _vec(path_layers),
-                "dist_path_ratio_layers": _vec(ratio),
-                "cos_grad_update_layers": _vec(_cos(gu, gg, uu)),
-            }
-            if prev:
-                out["cos_grad_layers"] = _vec(_cos(gram[:, PG, G], gram[:, PG, PG], gg))
-                out["cos_update_layers"] = _vec(_cos(gram[:, PU, U], gram[:, PU, PU], uu))
+            out |= _per_layer(gram, prev, self.path_layers.numpy())
         return out
 
     def after(self, ctx: StepContext) -> None:
         import numpy as np
         import torch
 
-        from sgdwalk.functional.vector import segment_grams
-
         self._init(ctx)
         seen = self._seen if self._seen is not None and self._seen[0] == ctx.step else None
         self._seen = None
         if seen is not None:
             uu = seen[1]
-        else:
+        else:  # a step observe did not see
+            from sgdwalk.functional.vector import segment_grams
+
             uu = segment_grams([ctx.update], ctx.layout.layer_bounds)[:, 0, 0].cpu().numpy()
         self.path_length += math.sqrt(float(uu.sum()))
         if self.per_layer:
@@ -182,6 +153,44 @@ class Trajectory(Probe):
         self.prev_update = state["prev_update"]
         self.path_length = state["path_length"]
         self.path_layers = state["path_layers"]
+
+
+def _per_layer(gram: np.ndarray, prev: bool, path_before: np.ndarray) -> dict:
+    """The per-layer values (float64 vectors) from the per-layer Gram matrices (S, r, r)."""
+    import numpy as np
+    import torch
+
+    def vec(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
+
+    gg, uu, gu, dd = gram[:, G, G], gram[:, U, U], gram[:, G, U], gram[:, D, D]
+    u_layers = np.sqrt(uu)
+    path_layers = path_before + u_layers
+    dist_layers = np.sqrt(dd)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = dist_layers / path_layers
+    out = {
+        "grad_norm_layers": vec(np.sqrt(gg)),
+        "update_norm_layers": vec(u_layers),
+        "dist_init_layers": vec(dist_layers),
+        "path_length_layers": vec(path_layers),
+        "dist_path_ratio_layers": vec(ratio),
+        "cos_grad_update_layers": vec(_cos(gu, gg, uu)),
+    }
+    if prev:
+        out["cos_grad_layers"] = vec(_cos(gram[:, PG, G], gram[:, PG, PG], gg))
+        out["cos_update_layers"] = vec(_cos(gram[:, PU, U], gram[:, PU, PU], uu))
+    return out
+
+
+def _cos(dot, aa, bb):
+    """dot / sqrt(aa bb), clamped to [-1, 1]; NaN where a norm is 0 (NumPy, elementwise)."""
+    import numpy as np
+
+    den = np.sqrt(aa * bb)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cos = np.clip(dot / den, -1.0, 1.0)
+    return np.where(den > 0, cos, np.nan)
 
 
 def _with_decay(ctx: StepContext, out: torch.Tensor | None = None) -> torch.Tensor:
