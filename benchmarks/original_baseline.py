@@ -168,8 +168,9 @@ def _offline(s, model, ckdir: Path, window: int, opts: Options) -> float:
     from sgdwalk.probes.evaluator import LossEvaluator
 
     layout = ParamLayout.of(model)
-    ev = LossEvaluator(model, layout)  # the same probing forward as ours (BN batch stats)
+    # the same probing forward as ours (BN batch stats), on the probe set as a named source
     chunks = _chunks((s.data.probe.x, s.data.probe.y), 256)
+    ev = LossEvaluator(model, layout, sources={"probe": chunks})
     names = list(layout.names)
     load = 0.0
     for t in range(window):
@@ -179,7 +180,7 @@ def _offline(s, model, ckdir: Path, window: int, opts: Options) -> float:
         load += opts.now() - t0
         start = torch.cat([a[n].reshape(-1) for n in names])
         stop = torch.cat([b[n].reshape(-1) for n in names])
-        per = ev.segment(start, stop, POINTS, chunks)
+        per = ev.segment(start, stop, POINTS, "probe")
         per.double().mean(dim=1)
     return load
 
