@@ -51,7 +51,9 @@ class Hessian:
     def of_module(cls, model: torch.nn.Module, loss_fn: Loss, theta: Tensor,
                   data: Sequence[tuple[Tensor, Tensor]]) -> Hessian:
         """The Hessian of a module in its current mode, its trainable parameters (in
-        `ParamLayout.of(model)` order) set to theta by `functional_call`: never written."""
+        `ParamLayout.of(model)` order) set to theta by `functional_call`: never written.
+        (BatchNorm in train mode would update its running statistics: `LossEvaluator.hessian`
+        applies the probing BN policies.)"""
         views = ParamLayout.of(model).views
 
         def model_fn(flat: Tensor, x: Tensor) -> Tensor:

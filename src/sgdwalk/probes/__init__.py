@@ -5,6 +5,7 @@
     registry    @register_probe: name, schedule, preset, settings, requires
     presets     which registered probes a preset (or a WalkConfig) runs
     walk        `Walk`: orders the probes and runs them around any optimizer step
+    attach      the same through an optimizer's step hooks
     evaluator   losses at moved parameters, on scratch copies
     bn_policy   BatchNorm (and dropout) while probing
     memory_format  channels_last inputs for no-grad sweeps of conv nets on CPU
