@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sgdwalk.errors import ConfigError
-from sgdwalk.studies.spec import load_study, study_names
+from sgdwalk.studies.expand import load_study
+from sgdwalk.studies.spec import study_names
 from sgdwalk.studies.sweep import SweepResult, run_studies
 
 DEFAULT_OUT = "runs/reproduce"

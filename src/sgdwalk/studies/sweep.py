@@ -29,7 +29,7 @@ from sgdwalk.config import config_from_toml, config_to_toml
 from sgdwalk.errors import ConfigError, RunLockedError
 from sgdwalk.runs import now, run_dir_name, run_id
 from sgdwalk.store import read_manifest, run_meta, run_status, run_writer, write_manifest
-from sgdwalk.studies.spec import Study
+from sgdwalk.studies.expand import Study
 
 DONE = ("completed", "diverged")  # a run in either state is never trained again
 BACKENDS = ("local", "ray")
