@@ -188,7 +188,7 @@ def _cmd_sweep(args) -> int:
                        address=args.address, progress=args.progress)
     print(result.summary())
     print(f"sweep directory: {result.root}")
-    return 0 if result.ok else 1
+    return 130 if result.interrupted else 0 if result.ok else 1
 
 
 def _cmd_claims(args) -> int:

@@ -230,7 +230,7 @@ def set_key(tree: dict, key: str, value, where: str) -> None:
 def with_overrides(doc: StudyFile, items: Iterable[tuple[str, Any]], where: str) -> StudyFile:
     """The study with one set of (dotted key, value) overrides applied, by the rule in the
     module docstring: plain keys reach every run, then grid.KEY, variant.LABEL.KEY and
-    study.KEY address one part. `doc` is left as it was."""
+    study.KEY address one part (so they win). `doc` is left as it was."""
     items = list(items)
     base, grid, study = copy.deepcopy(doc.base), dict(doc.grid), dict(doc.study)
     variants = {v.label: dict(v.overrides) for v in doc.variants}
@@ -242,27 +242,31 @@ def with_overrides(doc: StudyFile, items: Iterable[tuple[str, Any]], where: str)
             if key in overrides:
                 overrides[key] = value
     for key, value in (kv for kv in items if kv[0].split(".")[0] in ADDRESSED):
-        head, _, rest = key.partition(".")
-        if not rest:
-            raise ConfigError(f"{where}{key}: expected a key inside the section, such as "
-                              f"{head}.train.epochs, got the section itself")
-        if head == "grid":
-            grid[rest] = _axis(rest, value, where + "grid.")
-        elif head == "variant":
-            label, _, vkey = rest.partition(".")
-            if label not in variants or not vkey:
-                labels = ", ".join(variants) or "none"
-                raise ConfigError(f"{where}{key}: expected variant.LABEL.KEY with a label "
-                                  f"of {labels}, got {label!r}")
-            variants[label][vkey] = value
-        elif head == "study":
-            if rest not in STUDY_KEYS:
-                raise ConfigError(f"{where}study.{rest}: expected one of the keys "
-                                  f"{', '.join(STUDY_KEYS)}, got unknown key")
-            study[rest] = value
-        else:
-            raise ConfigError(f"{where}{key}: expected KEY (every run), grid.KEY or "
-                              f"variant.LABEL.KEY, got a {head} key")
+        _address(key, value, grid, variants, study, where)
     return replace(doc, study=study, base=base, grid=grid,
                    variants=tuple(replace(v, overrides=variants[v.label])
                                   for v in doc.variants))
+
+
+def _address(key: str, value, grid: dict, variants: dict, study: dict, where: str) -> None:
+    """Apply grid.KEY, variant.LABEL.KEY or study.KEY (in place)."""
+    head, _, rest = key.partition(".")
+    if not rest:
+        raise ConfigError(f"{where}{key}: expected a key inside the section, such as "
+                          f"{head}.train.epochs, got the section itself")
+    if head == "grid":
+        grid[rest] = _axis(rest, value, where + "grid.")
+    elif head == "variant":
+        label, _, vkey = rest.partition(".")
+        if label not in variants or not vkey:
+            raise ConfigError(f"{where}{key}: expected variant.LABEL.KEY with a label of "
+                              f"{', '.join(variants) or 'none'}, got {label!r}")
+        variants[label][vkey] = value
+    elif head == "study":
+        if rest not in STUDY_KEYS:
+            raise ConfigError(f"{where}study.{rest}: expected one of the keys "
+                              f"{', '.join(STUDY_KEYS)}, got unknown key")
+        study[rest] = value
+    else:
+        raise ConfigError(f"{where}{key}: expected KEY (every run), grid.KEY or "
+                          f"variant.LABEL.KEY, got a {head} key")
