@@ -10,11 +10,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from sgdwalk import load_sweep
+from sgdwalk.cli import main
 from sgdwalk.store import RunStore, find_runs, read_manifest, run_writer
 from sgdwalk.studies import load_study, run_sweep
 from sgdwalk.studies.executors import InProcess, LocalPool
@@ -59,6 +61,31 @@ def test_the_local_pool_reports_one_start_and_one_end_per_run(small_study, tmp_p
             ("completed", name))
     # two workers: the third run starts only once one of the first two has ended
     assert [e for e, _ in recorder.events[:3]] == ["started", "started", "completed"]
+
+
+def test_ctrl_c_in_a_one_worker_sweep_exits_130_and_the_same_command_resumes(small_study,
+                                                                             tmp_path,
+                                                                             capsys):
+    """--workers 1 trains in the sweep's own process: Ctrl-C reaches `train`'s handler."""
+    path = small_study(seeds=[1, 2], steps=60, epochs=4)
+    args = ["sweep", str(path), "--out", str(tmp_path / "out"), "--no-progress"]
+    root = tmp_path / "out" / "small"
+
+    def interrupt_when_training():
+        deadline = time.monotonic() + 120
+        while not _training(root) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_training, daemon=True).start()
+    assert main(args) == 130
+    out = capsys.readouterr().out
+    assert [r["status"] for r in read_manifest(root)["runs"]] == ["stopped", "pending"]
+    assert "not finished: 1 pending, 1 stopped; run the same command again" in out
+    assert main(args) == 0
+    assert "2 runs: 2 completed; 0 already done" in capsys.readouterr().out
+    reference = run_sweep(load_study(path), tmp_path / "whole", progress=False)
+    assert _rows(root).equals(_rows(reference.root))
 
 
 # ---------------------------------------------------------------------------------------

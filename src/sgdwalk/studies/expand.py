@@ -48,6 +48,10 @@ class StudyRun:
     point: dict  # grid key -> value of this run (its seed, where seeds are an axis)
 
     @property
+    def seed(self) -> int:
+        return self.config.train.seed
+
+    @property
     def meta(self) -> dict:
         return {"study": self.study, "variant": self.variant, "scale": self.scale,
                 "point": dict(self.point)}
