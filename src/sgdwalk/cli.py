@@ -85,10 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Expand a study preset (see `sgdwalk presets`) or a study "
                        "TOML file into runs and train them. Runs already complete are "
                        "skipped, interrupted ones resume from their checkpoints, diverged "
-                       "ones are recorded and the sweep goes on.")
+                       "and failed ones (a run that raised, a worker that died) are recorded "
+                       "and the sweep goes on. Exit status: 0 when every run completed or "
+                       "diverged, 1 when a run failed, 130 after Ctrl-C, 2 on bad input.")
     p.add_argument("study", metavar="STUDY", help="study preset name or .toml file")
     _add_scale(p)
-    p.add_argument("--workers", type=int, default=1, help="runs trained at once (default 1)")
+    p.add_argument("--workers", type=int, default=1, help="runs trained at once (default 1: "
+                   "in this process; more: one worker process each)")
     _add_backend(p)
     p.add_argument("--out", default="runs", help="root folder (default: runs); runs go to "
                    "OUT/<study>/<name>-<id>")
@@ -188,7 +191,7 @@ def _cmd_sweep(args) -> int:
                        address=args.address, progress=args.progress)
     print(result.summary())
     print(f"sweep directory: {result.root}")
-    return 0 if result.ok else 1
+    return 130 if result.interrupted else 0 if result.ok else 1
 
 
 def _cmd_claims(args) -> int:

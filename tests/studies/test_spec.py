@@ -3,10 +3,14 @@ and the shipped studies themselves."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from importlib import resources
 
 import pytest
 
+from sgdwalk.config import RunConfig, to_dict
 from sgdwalk.errors import ConfigError
 from sgdwalk.runs import run_dir_name, run_id
 from sgdwalk.studies import load_study, study_names
@@ -39,9 +43,9 @@ label = "slow"
 optim.lr = 0.01                      # sets a grid key: the lr axis does not multiply it
 
 [scale.cpu]
-train.epochs = 2
-optim.lr = 0.3                       # a plain key in a scale is base only: grid and slow win
-variant.gd.train.epochs = 40
+train.epochs = 2                     # every run: the variants that set it too...
+variant.gd.train.epochs = 40         # ...but a variant key is more specific, so it wins
+variant.gd.optim.lr = 0.3            # one variant: the grid and slow keep their lr
 
 [scale.big]
 grid.optim.batch_size = [128]
@@ -100,8 +104,8 @@ def test_grid_variants_and_axes_expand_in_file_order(grid_file):
     assert by_name["grid-sgd-lr0.2-b64-s2"].optim.lr == 0.2
     assert by_name["grid-sgd-lr0.2-b64-s2"].optim.batch_size == 64
     assert by_name["grid-slow-b64-s1"].optim.lr == 0.01
-    assert by_name["grid-gd-s1"].optim.lr == 0.3  # base, from the scale
-    # the scale patch: general key in base, the specific one for the gd variant wins
+    assert by_name["grid-gd-s1"].optim.lr == 0.3  # from the scale
+    # the scale: a plain key for every run, the specific one for the gd variant wins
     assert by_name["grid-sgd-lr0.2-b64-s2"].train.epochs == 2
     assert by_name["grid-gd-s1"].train.epochs == 40
     assert {e.variant for e in study.entries} == {"sgd", "gd", "slow"}
@@ -193,3 +197,118 @@ def test_paper_scale_follows_the_study_protocol():
     assert gd.optim.algorithm == "gd" and gd.optim.gd_sum_chunks and gd.optim.gd_chunk == 5000
     mlp = load_study("noise", scale="paper").runs[0]
     assert (mlp.data.name, mlp.model.widths, mlp.model.batchnorm) == ("mnist", (500, 350), True)
+
+
+# ---------------------------------------------------------------------------------------
+# one override rule, and the shipped studies expand as they did before it
+
+# (study, scale) -> (runs, digest of each run's variant, grid point and config values that
+# differ from RunConfig's defaults), computed at commit 9736082, before the scale tables
+# and --set shared one rule; "tiny" is the tests' shrunk cpu scale (the `tiny` fixture).
+# The run ids (sgdwalk.runs.run_id) were equal then too. A new config field with a default
+# leaves the digests alone; a changed default of a key a study sets changes them.
+EXPANDED = {
+    ("alignment", "cpu"): (8, "f5a2a37a08d7b51d"),
+    ("alignment", "paper"): (4, "7127dd83dc73cbe3"),
+    ("alignment", "tiny"): (2, "0e1ddad52edc6b61"),
+    ("barriers", "cpu"): (6, "9700e3026b7a2c41"),
+    ("barriers", "paper"): (4, "18c125fedbd4867b"),
+    ("barriers", "tiny"): (2, "a48906d2d335b2e9"),
+    ("flatness", "cpu"): (24, "36c3172e0dad7d8b"),
+    ("flatness", "paper"): (12, "37b679a0c3a189e2"),
+    ("flatness", "tiny"): (6, "c335df3f9dc2a956"),
+    ("lr-batch", "cpu"): (27, "91ee89336a8e529c"),
+    ("lr-batch", "paper"): (27, "69979fef2c98d782"),
+    ("lr-batch", "tiny"): (2, "15d0ba52aec6cc06"),
+    ("noise", "cpu"): (12, "1b46cdf9ecb75008"),
+    ("noise", "paper"): (8, "0e35b275f68df8a3"),
+    ("noise", "tiny"): (4, "a853bd6ab168799d"),
+    ("trajectory", "cpu"): (6, "cf08651a96495e8b"),
+    ("trajectory", "paper"): (2, "54539cd9889de74f"),
+    ("trajectory", "tiny"): (2, "9f8323219cd16d26"),
+}
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _digest(study) -> str:
+    defaults = _flat(to_dict(RunConfig()))
+    rows = []
+    for e in study.entries:
+        values = {k: v for k, v in _flat(to_dict(e.config)).items()
+                  if defaults.get(k, object()) != v}
+        rows.append(json.dumps([e.variant, e.point, values], default=list))
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name, scale", sorted(EXPANDED))
+def test_shipped_studies_expand_to_the_runs_they_always_had(name, scale, tiny):
+    if scale == "tiny":
+        study = load_study(name, scale="cpu", overrides=tiny(name))
+    else:
+        study = load_study(name, scale=scale)
+    assert (len(study), _digest(study)) == EXPANDED[name, scale]
+
+
+@pytest.fixture
+def grid_dir(tmp_path):
+    """grid.toml with two more scales: `flat` sets a plain key, `none` sets nothing."""
+    path = tmp_path / "rule" / "grid.toml"
+    path.parent.mkdir()
+    path.write_text(GRID_STUDY + "\n[scale.flat]\noptim.lr = 0.3\n\n[scale.none]\n")
+    return path
+
+
+def test_a_plain_key_reaches_every_run_in_a_scale_as_in_a_set(grid_dir):
+    by_scale = load_study(grid_dir, scale="flat")
+    by_set = load_study(grid_dir, scale="none", overrides=["optim.lr=0.3"])
+    assert ([(e.config, e.variant, e.point) for e in by_scale.entries]
+            == [(e.config, e.variant, e.point) for e in by_set.entries])
+    assert {c.optim.lr for c in by_scale.runs} == {0.3}  # grid axis and variant `slow` too
+    assert [n for n in _names(by_scale) if "-sgd-" in n] == [
+        "grid-sgd-lr0.3-b16-s1", "grid-sgd-lr0.3-b16-s2", "grid-sgd-lr0.3-b64-s1",
+        "grid-sgd-lr0.3-b64-s2"]
+    assert [n for n in _names(by_scale) if "-slow-" in n][0] == "grid-slow-b16-s1"
+
+
+def test_the_set_beats_the_scale_and_a_specific_key_beats_a_plain_one(grid_file):
+    # the scale gives gd 40 epochs (a variant key) over its 2 for every run
+    assert {e.variant: e.config.train.epochs for e in load_study(grid_file).entries} == {
+        "sgd": 2, "gd": 40, "slow": 2}
+    # a plain --set comes after the scale: every run
+    study = load_study(grid_file, overrides=["train.epochs=5"])
+    assert {c.train.epochs for c in study.runs} == {5}
+    # within one set of overrides the specific key wins, whatever the order
+    for order in (["variant.slow.optim.lr=0.7", "optim.lr=0.3"],
+                  ["optim.lr=0.3", "variant.slow.optim.lr=0.7"]):
+        lrs = {e.variant: e.config.optim.lr for e in load_study(grid_file,
+                                                               overrides=order).entries}
+        assert lrs == {"sgd": 0.3, "gd": 0.3, "slow": 0.7}
+
+
+def test_base_keys_are_refused_in_one_line(grid_file):
+    with pytest.raises(ConfigError) as info:
+        load_study(grid_file, overrides=["base.optim.lr=0.1"])
+    assert str(info.value) == ("study grid --set base.optim.lr: expected KEY (every run), "
+                               "grid.KEY or variant.LABEL.KEY, got a base key")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.name=digitz", r"data\.name: expected one of .*digits.*, got 'digitz'$"),
+    ("variant.gd.model.name=mlpp", r"model\.name: expected one of .*mlp.*, got 'mlpp'$"),
+])
+def test_an_unknown_dataset_or_model_is_one_line_naming_the_run(grid_file, override,
+                                                                message):
+    with pytest.raises(ConfigError) as info:
+        load_study(grid_file, overrides=[override])
+    text = str(info.value)
+    assert re.match(r"study grid, run grid-(sgd|gd)-\S+: ", text) and "\n" not in text
+    assert re.search(message, text), text

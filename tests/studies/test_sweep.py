@@ -174,3 +174,18 @@ def test_cli_bad_study_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         proc.stderr.strip()] and "expected one of alignment" in proc.stderr
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.name=digitz", "data.name: expected one of "),
+    ("model.name=mlpp", "model.name: expected one of "),
+])
+def test_a_misspelt_dataset_or_model_stops_the_sweep_before_any_run(small_study, tmp_path,
+                                                                   capsys, override,
+                                                                   message):
+    code = main(["sweep", str(small_study()), "--out", str(tmp_path / "out"), "--set",
+                 override])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("sgdwalk: error: study small, run small-s1: " + message)
+    assert not (tmp_path / "out").exists()  # nothing started, nothing written

@@ -36,8 +36,12 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         ConfigError: unknown name, or sizes (val_size, train_size) the data cannot meet.
         DataError: files missing, corrupt, of the wrong format, or failing their checksum.
     """
-    if cfg.name not in DATASETS:
-        raise ConfigError(
-            f"data.name: expected one of {', '.join(sorted(DATASETS))}, got {cfg.name!r}"
-        )
-    return DATASETS[cfg.name](cfg)
+    return dataset_loader(cfg.name)(cfg)
+
+
+def dataset_loader(name: str) -> Loader:
+    """The loader registered as `name`; a one-line ConfigError names the known ones (studies
+    check every run's data.name with it before anything trains)."""
+    if name not in DATASETS:
+        raise ConfigError(f"data.name: expected one of {', '.join(sorted(DATASETS))}, got {name!r}")
+    return DATASETS[name]

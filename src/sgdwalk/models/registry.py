@@ -46,19 +46,24 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
     Raises:
         ConfigError: unknown name, or an input shape / class count the model cannot take.
     """
-    if cfg.name not in MODELS:
-        raise ConfigError(
-            f"model.name: expected one of {', '.join(sorted(MODELS))}, got {cfg.name!r}"
-        )
+    builder = model_builder(cfg.name)
     input_shape = tuple(input_shape)
     if not input_shape or any(not isinstance(d, int) or d <= 0 for d in input_shape):
         raise ConfigError(f"model input shape: expected positive sizes, got {input_shape}")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"model num_classes: expected an integer >= 1, got {num_classes!r}")
-    model = MODELS[cfg.name](cfg, input_shape, num_classes)
+    model = builder(cfg, input_shape, num_classes)
     if cfg.init == "study":
         init_study(model)
     return model
+
+
+def model_builder(name: str) -> Builder:
+    """The builder registered as `name`; a one-line ConfigError names the known ones (studies
+    check every run's model.name with it before anything trains)."""
+    if name not in MODELS:
+        raise ConfigError(f"model.name: expected one of {', '.join(sorted(MODELS))}, got {name!r}")
+    return MODELS[name]
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -51,7 +51,7 @@ Reliability (each fault is a StoreError with one line; committed rows are never 
 | metrics.sqlite is not a store  | "expected an sqlite metric store, got ..." on open          |
 | a second writer                | RunLockedError "run <path> is being written by another      |
 |                                | process (pid N)"; `run_writer(path)` peeks at the holder    |
-|                                | (a sweep waits for it: see sgdwalk.studies.sweep)           |
+|                                | (a sweep waits for it: see sgdwalk.studies.execute)         |
 | a writer killed mid-write      | its `.NAME.tmp-PID` files are deleted by the next writer;   |
 |                                | uncommitted rows are gone, committed ones whole             |
 | newest checkpoint won't load   | refused, nothing in it executed (weights_only=True); no     |

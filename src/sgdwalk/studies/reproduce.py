@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sgdwalk.errors import ConfigError
-from sgdwalk.studies.spec import load_study, study_names
-from sgdwalk.studies.sweep import SweepResult, run_studies
+from sgdwalk.studies.execute import run_studies
+from sgdwalk.studies.expand import load_study
+from sgdwalk.studies.ledger import SweepResult, not_finished
+from sgdwalk.studies.spec import study_names
 
 DEFAULT_OUT = "runs/reproduce"
 # the order they train in: the studies with the longest runs first, so the pool's last
@@ -70,7 +72,7 @@ class ReproduceResult:
         lines.append(f"{'total':11s} {sum(len(s.records) for s in self.sweeps):3d} runs; "
                      f"{self.seconds:.0f} s wall")
         if self.interrupted or not self.ok:
-            lines.append("  not finished: run the same command again to continue it")
+            lines.append(f"  {not_finished([r for s in self.sweeps for r in s.records])}")
         return "\n".join(lines)
 
 
