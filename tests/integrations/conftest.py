@@ -70,7 +70,7 @@ def plain_walk(images, probes=PROBE_ONLY, accumulate=1):
         for xm, ym in chunks:
             loss = F.cross_entropy(model(xm), ym)
             (loss / accumulate).backward()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         walk.before_step(sum(losses) / len(losses), chunks)
         opt.step()
         walk.after_step(opt)
