@@ -109,3 +109,41 @@ def test_progress_bar_goes_to_stderr(http_server, tmp_path, capsys):
     fetch(url, tmp_path / "f.bin", md5=MD5, progress=True)
     captured = capsys.readouterr()
     assert "f.bin" in captured.err and captured.out == ""
+
+
+@pytest.mark.parametrize("target_exists", [True, False], ids=["to a file", "dangling"])
+def test_a_symlink_planted_at_the_partial_path_is_refused_never_followed(
+        http_server, tmp_path, target_exists):
+    """The first version opened `<dest>.part` with open(..., "wb"): it followed the link and
+    overwrote (or created) the file it points at."""
+    url = http_server.serve("/f.bin", BODY)
+    victim = tmp_path / "elsewhere" / "victim.txt"
+    victim.parent.mkdir()
+    if target_exists:
+        victim.write_bytes(b"precious")
+    box = tmp_path / "dl"
+    box.mkdir()
+    (box / "f.bin.part").symlink_to(victim)
+    with pytest.raises(DataError) as info:
+        fetch(url, box / "f.bin", md5=MD5)
+    assert str(info.value) == (
+        f"{box / 'f.bin.part'}: expected no file or a regular file where the download is "
+        f"written, got a symbolic link to {str(victim)!r} (remove it to download)")
+    assert victim.read_bytes() == b"precious" if target_exists else not victim.exists()
+    assert leftovers(box) == ["f.bin.part"] and (box / "f.bin.part").is_symlink()
+
+
+def test_a_stale_partial_file_of_a_killed_run_is_replaced(http_server, tmp_path):
+    url = http_server.serve("/f.bin", BODY)
+    (tmp_path / "f.bin.part").write_bytes(b"half of an older download" * 100_000)
+    assert fetch(url, tmp_path / "f.bin", md5=MD5).read_bytes() == BODY
+    assert leftovers(tmp_path) == ["f.bin"]
+
+
+def test_a_folder_at_the_partial_path_is_one_line(http_server, tmp_path):
+    url = http_server.serve("/f.bin", BODY)
+    (tmp_path / "f.bin.part").mkdir()
+    with pytest.raises(DataError, match="f.bin.part: expected a new file to download into, "
+                                        "got something planted there"):
+        fetch(url, tmp_path / "f.bin")
+    assert leftovers(tmp_path) == ["f.bin.part"]
