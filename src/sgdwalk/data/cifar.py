@@ -32,7 +32,7 @@ from sgdwalk.data.augment import augment_cifar
 from sgdwalk.data.checksums import verify_file
 from sgdwalk.data.download import fetch
 from sgdwalk.data.extract import safe_extract
-from sgdwalk.data.prepare import assemble, hold_out_tail, val_size
+from sgdwalk.data.prepare import assemble_dataset, hold_out_tail, val_size
 from sgdwalk.data.registry import register_dataset
 from sgdwalk.data.roots import dataset_root
 from sgdwalk.data.types import Dataset, Split
@@ -163,4 +163,5 @@ def load_cifar10(cfg: DataConfig) -> Dataset:
     test_x, test_y = read_cifar_binary(folder / TEST_FILE)
     test = Split(normalise(test_x), test_y)
     augment = functools.partial(augment_cifar, fill=BLACK) if cfg.augment else None
-    return assemble(cfg, train, val, test, num_classes=10, augment=augment, source=str(folder))
+    return assemble_dataset(cfg, train, val, test, num_classes=10, augment=augment,
+                            source=str(folder))

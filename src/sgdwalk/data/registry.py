@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sgdwalk.config import DataConfig
+from sgdwalk.data.split import check_splits
 from sgdwalk.data.types import Dataset
 from sgdwalk.errors import ConfigError
 
@@ -30,13 +31,21 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
-    """Load the dataset `cfg.name` as described by the data section of the run config.
+    """Load the dataset `cfg.name` as described by the data section of the run config, and
+    check its splits (`check_splits`).
 
     Raises:
-        ConfigError: unknown name, or sizes (val_size, train_size) the data cannot meet.
-        DataError: files missing, corrupt, of the wrong format, or failing their checksum.
+        ConfigError: unknown name, a loader that returns something other than a Dataset, or
+            sizes (val_size, train_size) the data cannot meet.
+        DataError: files missing, corrupt, of the wrong format or failing their checksum, or
+            splits that fail `check_splits` (a class missing from val or test, non-finite
+            inputs, an empty training split); labels outside [0, num_classes).
     """
-    return dataset_loader(cfg.name)(cfg)
+    dataset = dataset_loader(cfg.name)(cfg)
+    if not isinstance(dataset, Dataset):
+        raise ConfigError(f"data.name: expected {cfg.name} to return a sgdwalk.data.Dataset "
+                          f"(build it with assemble_dataset), got {type(dataset).__name__}")
+    return check_splits(dataset)
 
 
 def dataset_loader(name: str) -> Loader:
