@@ -36,8 +36,8 @@ def test_train_default_preset_prints_its_run_dir(tmp_path):
         (["train", "default", "--set", "optim.lr=fast"],
          "optim.lr: expected a number, got str 'fast'"),
         (["train", "default", "--set", "data.name=imagenet"],
-         "data.name: expected one of cifar10, digits, fashion_mnist, mnist, synthetic, text, "
-         "got 'imagenet'"),
+         "data.name: expected one of arrays, cifar10, digits, fashion_mnist, mnist, synthetic, "
+         "text, got 'imagenet'"),
         (["train", "default", "--set", "model.name=alexnet"],
          "model.name: expected one of gpt, mlp, resnet, vgg11, got 'alexnet'"),
         (["train", "default", "--set", "data.name=cifar10", "--set", "data.root=/nonexistent"],

@@ -12,9 +12,9 @@ from sgdwalk.data import DATASETS, Dataset, Split, default_data_root, load_datas
 from sgdwalk.errors import ConfigError, DataError
 
 
-def test_registry_holds_the_six_datasets():
+def test_registry_holds_the_seven_datasets():
     assert sorted(DATASETS) == [
-        "cifar10", "digits", "fashion_mnist", "mnist", "synthetic", "text"
+        "arrays", "cifar10", "digits", "fashion_mnist", "mnist", "synthetic", "text"
     ]
 
 
@@ -22,8 +22,8 @@ def test_unknown_name_is_a_config_error_listing_the_choices():
     with pytest.raises(ConfigError) as info:
         load_dataset(DataConfig(name="imagenet"))
     assert str(info.value) == (
-        "data.name: expected one of cifar10, digits, fashion_mnist, mnist, synthetic, text, "
-        "got 'imagenet'"
+        "data.name: expected one of arrays, cifar10, digits, fashion_mnist, mnist, synthetic, "
+        "text, got 'imagenet'"
     )
 
 

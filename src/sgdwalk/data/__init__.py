@@ -4,9 +4,9 @@
 float32 inputs and int64 labels (or int64 token ids and next-token targets), checked by
 `check_splits`. `data.name` is a registered name: digits (bundled with scikit-learn,
 always available), mnist, fashion_mnist, cifar10 (official binary files, optionally
-downloaded, always checksummed), synthetic (a generated Gaussian mixture) and text
-(characters of Debian's fortunes or of any UTF-8 file, for language models). The helpers
-the built-in loaders use are exported here:
+downloaded, always checksummed), synthetic (a generated Gaussian mixture), text
+(characters of Debian's fortunes or of any UTF-8 file, for language models) and arrays (a
+user's .npz file at `data.path`). The helpers the built-in loaders use are exported here:
 
     def make(cfg):
         x, y = ...  # float32 (N, *shape), int64 (N,)
@@ -16,6 +16,7 @@ the built-in loaders use are exported here:
 """
 
 from sgdwalk.data import (  # noqa: F401  (imported to register the loaders)
+    arrays,
     cifar,
     digits,
     mnist,
@@ -27,6 +28,7 @@ from sgdwalk.data.cifar import read_cifar_binary
 from sgdwalk.data.download import fetch
 from sgdwalk.data.extract import safe_extract
 from sgdwalk.data.idx import read_idx
+from sgdwalk.data.npz import read_npz
 from sgdwalk.data.prepare import assemble_dataset, standardise
 from sgdwalk.data.probe import probe_subset
 from sgdwalk.data.registry import DATASETS, load_dataset, register_dataset
@@ -48,6 +50,7 @@ __all__ = [
     "probe_subset",
     "read_cifar_binary",
     "read_idx",
+    "read_npz",
     "register_dataset",
     "safe_extract",
     "standardise",
