@@ -23,7 +23,7 @@ def test_unknown_name_is_a_config_error_listing_the_choices():
         load_dataset(DataConfig(name="imagenet"))
     assert str(info.value) == (
         "data.name: expected one of arrays, cifar10, digits, fashion_mnist, mnist, synthetic, "
-        "text, got 'imagenet'"
+        "text or an import path module:factory, got 'imagenet'"
     )
 
 

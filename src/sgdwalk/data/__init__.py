@@ -6,9 +6,11 @@ float32 inputs and int64 labels (or int64 token ids and next-token targets), che
 always available), mnist, fashion_mnist, cifar10 (official binary files, optionally
 downloaded, always checksummed), synthetic (a generated Gaussian mixture), text
 (characters of Debian's fortunes or of any UTF-8 file, for language models) and arrays (a
-user's .npz file at `data.path`). The helpers the built-in loaders use are exported here:
+user's .npz file at `data.path`); or an import path `package.module:factory` to a function
+(DataConfig) -> Dataset. Such a factory builds its Dataset with the helpers the built-in
+loaders use, all exported here:
 
-    def make(cfg):
+    def make(cfg):  # mypackage/data.py, used as data.name = "mypackage.data:make"
         x, y = ...  # float32 (N, *shape), int64 (N,)
         test, val, train = stratified_split(Split(x, y), (1000, 1000), seed=SPLIT_SEED)
         return assemble_dataset(cfg, train, val, test, num_classes=10, augment=None,
@@ -31,7 +33,7 @@ from sgdwalk.data.idx import read_idx
 from sgdwalk.data.npz import read_npz
 from sgdwalk.data.prepare import assemble_dataset, standardise
 from sgdwalk.data.probe import probe_subset
-from sgdwalk.data.registry import DATASETS, load_dataset, register_dataset
+from sgdwalk.data.registry import DATASETS, dataset_loader, load_dataset, register_dataset
 from sgdwalk.data.roots import default_data_root
 from sgdwalk.data.split import SPLIT_SEED, check_splits, stratified_order, stratified_split
 from sgdwalk.data.types import Dataset, Split
@@ -44,6 +46,7 @@ __all__ = [
     "assemble_dataset",
     "augment_cifar",
     "check_splits",
+    "dataset_loader",
     "default_data_root",
     "fetch",
     "load_dataset",
