@@ -144,6 +144,24 @@ def test_a_folder_at_the_partial_path_is_one_line(http_server, tmp_path):
     url = http_server.serve("/f.bin", BODY)
     (tmp_path / "f.bin.part").mkdir()
     with pytest.raises(DataError, match="f.bin.part: expected a new file to download into, "
-                                        "got something planted there"):
+                                        "got a folder"):
         fetch(url, tmp_path / "f.bin")
     assert leftovers(tmp_path) == ["f.bin.part"]
+
+
+def test_a_link_planted_between_the_check_and_the_open_is_not_followed(
+        http_server, tmp_path, monkeypatch):
+    """The race the check cannot see: the link appears after it (simulated by a check that
+    sees nothing and an unlink that removes nothing). O_CREAT | O_EXCL refuses it."""
+    import pathlib
+
+    url = http_server.serve("/f.bin", BODY)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    (tmp_path / "f.bin.part").symlink_to(victim)
+    monkeypatch.setattr(pathlib.Path, "is_symlink", lambda self: False)
+    monkeypatch.setattr(pathlib.Path, "unlink", lambda self, missing_ok=False: None)
+    with pytest.raises(DataError, match="f.bin.part: expected a new file to download into, "
+                                        "got a file planted there meanwhile"):
+        fetch(url, tmp_path / "f.bin", md5=MD5)
+    assert victim.read_bytes() == b"precious"

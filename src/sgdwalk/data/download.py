@@ -71,14 +71,15 @@ def _create(part: Path):
         raise DataError(f"{part}: expected no file or a regular file where the download is "
                         f"written, got a symbolic link to {os.readlink(part)!r} (remove it "
                         f"to download)")
+    if part.is_dir():
+        raise DataError(f"{part}: expected a new file to download into, got a folder")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
-        if part.exists() and not part.is_dir():
-            part.unlink()
+        part.unlink(missing_ok=True)
         return os.fdopen(os.open(part, flags, 0o644), "wb")
-    except OSError as exc:  # a folder or a link planted there since: refused, not followed
-        what = "something planted there" if exc.errno in (errno.EEXIST, errno.ELOOP) else (
-            exc.strerror or exc)
+    except OSError as exc:  # something planted there since the checks: refused, not followed
+        what = "a file planted there meanwhile" if exc.errno in (errno.EEXIST, errno.ELOOP) \
+            else exc.strerror or exc
         raise DataError(f"{part}: expected a new file to download into, got {what}") from None
 
 

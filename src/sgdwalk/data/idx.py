@@ -53,9 +53,10 @@ def read_idx(path: Path) -> torch.Tensor:
     """
     path = Path(path)
     try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed below, after the gzip wrapper
+        raw = open(path, "rb")  # closed by the `with` below, which wraps the gzip reader too
     except OSError as exc:
         raise DataError(f"{path}: expected a readable file, got {exc.strerror or exc}") from None
+    compressed = False
     with raw:
         try:
             size = os.fstat(raw.fileno()).st_size
@@ -97,6 +98,7 @@ def _parse(path: Path, stream, body_limit: int | None, packed: int = 0) -> torch
     if body_limit is not None and body_limit - header != expected:
         raise DataError(f"{path}: expected {expected} data bytes for shape {shape} of "
                         f"{dtype.name}, got {body_limit - header}")
+    # deflate's ratio bounds what `packed` bytes can hold (+1 KiB: gzip's own header fields)
     if body_limit is None and header + expected > limits.DEFLATE_MAX_RATIO * packed + 1024:
         raise DataError(f"{path}: expected a gzip file that can expand to {header + expected} "
                         f"bytes, got {packed} compressed bytes ({declared})")
