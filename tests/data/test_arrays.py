@@ -102,6 +102,10 @@ BAD = {  # the arrays of the file -> the message
                 "got \\(50, 1, 6, 6\\) and \\(49,\\)"),
     "flat x": ({"x_train": np.zeros(50, np.float32), "y_train": Y},
                "got \\(50,\\) and \\(50,\\)"),
+    "negative label": ({"x_train": X, "y_train": Y - 1},
+                       "expected y_train of labels in \\[0, 1048576\\), got \\[-1, 2\\]"),
+    "huge label": ({"x_train": X, "y_train": Y.astype(np.uint64) + 2**63},
+                   "expected y_train of labels in \\[0, 1048576\\), got \\[-9223372036854775808"),
     "empty": ({"x_train": np.zeros((0, 3), np.float32), "y_train": np.zeros(0, np.int64)},
               "with N >= 1, got \\(0, 3\\) and \\(0,\\)"),
 }

@@ -170,3 +170,12 @@ def test_next_token_targets_need_not_cover_every_token_of_the_training_text():
     ds = Dataset("text", train, val, val.take(slice(0, 0)), train.take(slice(0, 8)), 20, (4,),
                  None, "memory")
     assert check_splits(ds) is ds
+
+
+def test_a_class_count_past_the_bound_is_one_line():
+    """A factory's num_classes sizes the class counts: 10^12 would allocate terabytes."""
+    train = labelled([5, 5])
+    ds = dataset(train, train, train, num_classes=10**12)
+    with pytest.raises(DataError, match="toy: expected at most 1048576 classes, got "
+                                        "1000000000000"):
+        check_splits(ds)

@@ -28,7 +28,7 @@ from sgdwalk.config import DataConfig
 from sgdwalk.data.npz import read_npz
 from sgdwalk.data.prepare import assemble_dataset, default_val_size
 from sgdwalk.data.registry import register_dataset
-from sgdwalk.data.split import SPLIT_SEED, stratified_split
+from sgdwalk.data.split import MAX_CLASSES, SPLIT_SEED, stratified_split
 from sgdwalk.data.types import Dataset, Split
 from sgdwalk.errors import ConfigError, DataError
 
@@ -72,10 +72,14 @@ def to_split(path: Path, name: str, x: np.ndarray, y: np.ndarray) -> Split:
         raise DataError(f"{path}: expected x_{name} of shape (N, ...) and y_{name} of shape "
                         f"(N,) with N {'>= 1' if name == 'train' else '>= 0'}, got "
                         f"{x.shape} and {y.shape}")
+    labels = torch.from_numpy(y.astype(np.int64))  # uint64 above 2**63 wraps negative
+    if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < MAX_CLASSES:
+        raise DataError(f"{path}: expected y_{name} of labels in [0, {MAX_CLASSES}), got "
+                        f"[{int(labels.min())}, {int(labels.max())}]")
     inputs = torch.from_numpy(x).to(torch.float32)
     if x.dtype == np.uint8:
         inputs = inputs.div_(255.0)
-    return Split(inputs, torch.from_numpy(y.astype(np.int64)))
+    return Split(inputs, labels)
 
 
 def held_out(cfg: DataConfig, path: Path, given: dict[str, Split]) -> tuple[Split, ...]:

@@ -21,6 +21,7 @@ SPLIT_SEED = 0  # seed of every fixed split: the split never depends on the run 
 # split, yet absent from it: a random split misses it with probability about e^-10 < 1e-4.
 MIN_EXPECTED = 10
 FINITE_CHUNK = 1 << 22  # elements checked at a time (a bounded temporary, whatever the size)
+MAX_CLASSES = 1 << 20  # labels (and token ids) below this: class counts are tensors this long
 
 
 def stratified_order(y: torch.Tensor, seed: int) -> torch.Tensor:
@@ -70,7 +71,7 @@ def check_splits(dataset: Dataset) -> Dataset:
     """Refuse a dataset whose splits cannot measure what a run reports; return it unchanged.
 
     Checked (labels in [0, num_classes) and shapes already hold, by `Dataset`):
-      - the training split has at least one example;
+      - num_classes is at most MAX_CLASSES, and the training split has an example;
       - every input of every split is finite;
       - with one label per example (y of shape (N,)), a non-empty val or test split holds
         every class c that it should hold at least MIN_EXPECTED times by the training
@@ -83,6 +84,9 @@ def check_splits(dataset: Dataset) -> Dataset:
         DataError: one line naming the dataset, the split and what is wrong.
     """
     name = dataset.name
+    if dataset.num_classes > MAX_CLASSES:
+        raise DataError(f"{name}: expected at most {MAX_CLASSES} classes, got "
+                        f"{dataset.num_classes}")
     if not len(dataset.train):
         raise DataError(f"{name} train: expected at least one example, got 0")
     for split_name in ("train", "val", "test", "probe"):
