@@ -196,3 +196,16 @@ def test_spawned_sweep_workers_import_the_users_dataset(user_code, small_study, 
     result = run_sweep(study, tmp_path / "out", workers=2, progress=False)
     assert result.ok, result.summary()
     assert [r.steps for r in result.records] == [3, 3]
+
+
+def test_a_study_checks_an_import_path_before_anything_trains(user_code, small_study):
+    from sgdwalk.studies import load_study
+
+    good = '[[variant]]\nlabel = "mine"\ndata.name = "userdata:make"\n'
+    study = load_study(small_study(name="good", seeds=[1], variants=good))
+    assert {run.data.name for run in study.runs} == {"userdata:make"}
+    bad = '[[variant]]\nlabel = "mine"\ndata.name = "userdata:nope"\n'
+    with pytest.raises(ConfigError, match="data.name: expected a function \\(DataConfig\\) -> "
+                                          "sgdwalk.data.Dataset named 'nope' in module "
+                                          "userdata, got no attribute 'nope'"):
+        load_study(small_study(name="bad", seeds=[1], variants=bad))
