@@ -36,10 +36,11 @@ def test_train_default_preset_prints_its_run_dir(tmp_path):
         (["train", "default", "--set", "optim.lr=fast"],
          "optim.lr: expected a number, got str 'fast'"),
         (["train", "default", "--set", "data.name=imagenet"],
-         "data.name: expected one of cifar10, digits, fashion_mnist, mnist, synthetic, text, "
-         "got 'imagenet'"),
+         "data.name: expected one of arrays, cifar10, digits, fashion_mnist, mnist, synthetic, "
+         "text or an import path module:factory, got 'imagenet'"),
         (["train", "default", "--set", "model.name=alexnet"],
-         "model.name: expected one of gpt, mlp, resnet, vgg11, got 'alexnet'"),
+         "model.name: expected one of gpt, mlp, resnet, vgg11 or an import path "
+         "module:factory, got 'alexnet'"),
         (["train", "default", "--set", "data.name=cifar10", "--set", "data.root=/nonexistent"],
          "/nonexistent"),
         (["train", "no_such_preset"], "expected a preset"),

@@ -24,12 +24,15 @@ from sgdwalk.probes.registry import PRESETS, registered
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = "digits"  # registry: digits | fashion_mnist | mnist | cifar10 | synthetic | text
+    # registry name (digits | fashion_mnist | mnist | cifar10 | synthetic | text | arrays) or
+    # an import path package.module:factory to a function (DataConfig) -> sgdwalk.data.Dataset
+    name: str = "digits"
     root: str | None = None  # folder with the dataset's files; None: the dataset's default place
     download: bool = False  # fetch missing files (checksummed) instead of failing
     url: str | None = None  # base address to download from; None: the dataset's official one
     train_size: int | None = None  # keep only the first n training examples; None: all
     val_size: int | None = None  # held out of the training file; None: dataset default
+    test_size: int | None = None  # arrays without x_test: held out of train; None: a tenth
     augment: bool = True  # dataset's own: CIFAR-10 crop 32 pad 4 + flip; digits crop 8 pad 1
     probe_size: int = 512  # examples in the fixed probe set (seeded subset of train, no aug)
     probe_batch: int = 256  # probe chunk size: the fixed BatchNorm batch while probing
@@ -38,15 +41,17 @@ class DataConfig:
     synthetic_shape: tuple[int, ...] = (32,)  # synthetic: input shape, e.g. (3, 32, 32)
     synthetic_classes: int = 4  # synthetic: number of classes
     synthetic_noise: float = 0.5  # synthetic: std of the Gaussian noise around class means
-    path: str | None = None  # text: a UTF-8 text file; None: Debian's fortunes (data.root or
-    #   /usr/share/games/fortunes)
+    path: str | None = None  # arrays: the .npz file; text: a UTF-8 file; None: (text only)
+    #   Debian's fortunes (data.root or /usr/share/games/fortunes)
     text_block: int = 64  # text: characters per example, in x and in y (<= model.block_size)
 
     def __post_init__(self):
         _check_positive(self, "probe_size", "probe_batch", "synthetic_n", "synthetic_classes")
         _check_positive_or_none(self, "train_size")
-        if self.val_size is not None and self.val_size < 0:
-            raise ConfigError(f"data.val_size: expected an integer >= 0, got {self.val_size}")
+        for name in ("val_size", "test_size"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"data.{name}: expected an integer >= 0, got {value}")
         if not self.synthetic_shape or any(s <= 0 for s in self.synthetic_shape):
             raise ConfigError(
                 f"data.synthetic_shape: expected positive sizes, got {list(self.synthetic_shape)}"

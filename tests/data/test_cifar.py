@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import tarfile
 
 import numpy as np
 import pytest
@@ -26,6 +27,13 @@ def write_batches(folder, files):
     for name, (data, _, _) in files.items():
         (folder / name).write_bytes(data)
     return folder
+
+
+def as_official(monkeypatch, archive: bytes) -> None:
+    """Make `archive` (of PER_FILE records per file) pass as the official one: its MD5 and
+    its record count are what cifar.py checks a local or downloaded archive against."""
+    monkeypatch.setattr("sgdwalk.data.cifar.CIFAR10_MD5", hashlib.md5(archive).hexdigest())
+    monkeypatch.setattr("sgdwalk.data.cifar.RECORDS_PER_FILE", PER_FILE)
 
 
 def expected(files, names):
@@ -95,8 +103,10 @@ def test_val_size_augment_and_train_size_follow_the_config(formats, tmp_path):
 
 
 @pytest.mark.parametrize("root_is_archive", [True, False], ids=["archive", "folder"])
-def test_local_archive_is_extracted_next_to_itself(formats, tmp_path, root_is_archive):
+def test_local_archive_is_extracted_next_to_itself(formats, tmp_path, monkeypatch,
+                                                   root_is_archive):
     data, files = formats.cifar_archive(PER_FILE)
+    as_official(monkeypatch, data)
     archive = tmp_path / "cifar-10-binary.tar.gz"
     archive.write_bytes(data)
     root = archive if root_is_archive else tmp_path
@@ -109,7 +119,7 @@ def test_local_archive_is_extracted_next_to_itself(formats, tmp_path, root_is_ar
 def test_download_fetches_verifies_extracts_and_loads(formats, http_server, monkeypatch, tmp_path):
     data, files = formats.cifar_archive(PER_FILE)
     http_server.serve("/kriz/cifar-10-binary.tar.gz", data)
-    monkeypatch.setattr("sgdwalk.data.cifar.CIFAR10_MD5", hashlib.md5(data).hexdigest())
+    as_official(monkeypatch, data)
     root = tmp_path / "cifar"
     cfg = DataConfig(name="cifar10", root=str(root), download=True, url=http_server.base + "/kriz")
     ds = load_dataset(cfg)
@@ -166,6 +176,85 @@ def test_archive_without_the_batches_is_a_data_error(formats, tmp_path):
     (tmp_path / "cifar-10-binary.tar.gz").write_bytes(data)
     with pytest.raises(DataError, match="got an archive without them"):
         load_dataset(DataConfig(name="cifar10", root=str(tmp_path)))
+
+
+def batch_archive(formats, files: dict[str, bytes], extra=()) -> bytes:
+    """An archive laid out like the official one holding only `files` (name -> bytes)."""
+    entries = [(formats.member("cifar-10-batches-bin", tarfile.DIRTYPE), None)]
+    entries += [(formats.member(f"cifar-10-batches-bin/{n}"), d) for n, d in files.items()]
+    return formats.tar_gz([*entries, *extra])
+
+
+def test_a_local_archive_that_is_not_the_official_one_is_refused(formats, tmp_path,
+                                                                  monkeypatch):
+    """Well formed but another archive: the first version extracted and trained on it."""
+    data, _ = formats.cifar_archive(PER_FILE)
+    monkeypatch.setattr("sgdwalk.data.cifar.RECORDS_PER_FILE", PER_FILE)  # sizes pass
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(data)
+    with pytest.raises(DataError) as info:
+        load_dataset(DataConfig(name="cifar10", root=str(tmp_path)))
+    assert str(info.value) == (f"{tmp_path / 'cifar-10-binary.tar.gz'}: expected md5 "
+                               f"c32a1d4ab5d03f1284b67883e8d87530, got "
+                               f"{hashlib.md5(data).hexdigest()}")
+    assert tree(tmp_path) == ["cifar-10-binary.tar.gz"]
+
+
+def test_an_archive_lacking_batch_files_is_refused_and_does_not_block_the_next_run(
+        formats, tmp_path, monkeypatch):
+    """One batch file of six: the first version moved it into place, failed, and then every
+    later run failed with "got them already there"."""
+    files = formats.cifar_files(PER_FILE)
+    data = batch_archive(formats, {"data_batch_1.bin": files["data_batch_1.bin"][0]})
+    as_official(monkeypatch, data)
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(data)
+    for _ in range(2):
+        with pytest.raises(DataError) as info:
+            load_dataset(DataConfig(name="cifar10", root=str(tmp_path)))
+        assert str(info.value).endswith(
+            "got an archive without them (data_batch_2.bin, data_batch_3.bin, data_batch_4.bin, "
+            "data_batch_5.bin, test_batch.bin missing; nothing was extracted)")
+        assert tree(tmp_path) == ["cifar-10-binary.tar.gz"]
+
+
+def test_an_archive_declaring_more_than_the_official_bytes_is_refused_before_writing(
+        formats, tmp_path, monkeypatch):
+    """16 MB of zeros packed into 16 KB: refused from the headers, nothing written (the
+    first version extracted all of it, 1.1 GB for a 1 MB archive in the reported case)."""
+    files = {name: data for name, (data, _, _) in formats.cifar_files(PER_FILE).items()}
+    files["data_batch_1.bin"] = bytes(16 << 20)
+    data = batch_archive(formats, files)
+    assert len(data) < 1 << 20  # five random batch files and 16 MB of zeros in 330 KB
+    as_official(monkeypatch, data)
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(data)
+    limit = 6 * PER_FILE * 3073 + (1 << 20)
+    with pytest.raises(DataError, match=f"expected at most {limit} bytes once extracted, got "
+                       f"members declaring more, the last 'cifar-10-batches-bin/data_batch_1.bin'"
+                       f" of {16 << 20} bytes \\(nothing was extracted\\)"):
+        load_dataset(DataConfig(name="cifar10", root=str(tmp_path)))
+    assert tree(tmp_path) == ["cifar-10-binary.tar.gz"]
+
+
+def test_an_archive_with_too_many_members_is_refused(formats, tmp_path, monkeypatch):
+    files = {name: data for name, (data, _, _) in formats.cifar_files(PER_FILE).items()}
+    extra = [(formats.member(f"cifar-10-batches-bin/x{i}.txt"), b"x") for i in range(10)]
+    data = batch_archive(formats, files, extra)
+    as_official(monkeypatch, data)
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(data)
+    with pytest.raises(DataError, match="expected at most 16 members, got more"):
+        load_dataset(DataConfig(name="cifar10", root=str(tmp_path)))
+    assert tree(tmp_path) == ["cifar-10-binary.tar.gz"]
+
+
+def test_a_batch_file_of_another_record_count_is_refused(formats, tmp_path, monkeypatch):
+    files = {name: data for name, (data, _, _) in formats.cifar_files(PER_FILE).items()}
+    files["test_batch.bin"] = files["test_batch.bin"][: 19 * 3073]
+    data = batch_archive(formats, files)
+    as_official(monkeypatch, data)
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(data)
+    with pytest.raises(DataError, match="cifar-10-batches-bin/test_batch.bin: expected the "
+                                        "official 20 records, got 19 \\(nothing was extracted"):
+        load_dataset(DataConfig(name="cifar10", root=str(tmp_path)))
+    assert tree(tmp_path) == ["cifar-10-binary.tar.gz"]
 
 
 def test_missing_data_says_where_and_how(tmp_path, isolated_data_root):

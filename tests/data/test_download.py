@@ -109,3 +109,59 @@ def test_progress_bar_goes_to_stderr(http_server, tmp_path, capsys):
     fetch(url, tmp_path / "f.bin", md5=MD5, progress=True)
     captured = capsys.readouterr()
     assert "f.bin" in captured.err and captured.out == ""
+
+
+@pytest.mark.parametrize("target_exists", [True, False], ids=["to a file", "dangling"])
+def test_a_symlink_planted_at_the_partial_path_is_refused_never_followed(
+        http_server, tmp_path, target_exists):
+    """The first version opened `<dest>.part` with open(..., "wb"): it followed the link and
+    overwrote (or created) the file it points at."""
+    url = http_server.serve("/f.bin", BODY)
+    victim = tmp_path / "elsewhere" / "victim.txt"
+    victim.parent.mkdir()
+    if target_exists:
+        victim.write_bytes(b"precious")
+    box = tmp_path / "dl"
+    box.mkdir()
+    (box / "f.bin.part").symlink_to(victim)
+    with pytest.raises(DataError) as info:
+        fetch(url, box / "f.bin", md5=MD5)
+    assert str(info.value) == (
+        f"{box / 'f.bin.part'}: expected no file or a regular file where the download is "
+        f"written, got a symbolic link to {str(victim)!r} (remove it to download)")
+    assert victim.read_bytes() == b"precious" if target_exists else not victim.exists()
+    assert leftovers(box) == ["f.bin.part"] and (box / "f.bin.part").is_symlink()
+
+
+def test_a_stale_partial_file_of_a_killed_run_is_replaced(http_server, tmp_path):
+    url = http_server.serve("/f.bin", BODY)
+    (tmp_path / "f.bin.part").write_bytes(b"half of an older download" * 100_000)
+    assert fetch(url, tmp_path / "f.bin", md5=MD5).read_bytes() == BODY
+    assert leftovers(tmp_path) == ["f.bin"]
+
+
+def test_a_folder_at_the_partial_path_is_one_line(http_server, tmp_path):
+    url = http_server.serve("/f.bin", BODY)
+    (tmp_path / "f.bin.part").mkdir()
+    with pytest.raises(DataError, match="f.bin.part: expected a new file to download into, "
+                                        "got a folder"):
+        fetch(url, tmp_path / "f.bin")
+    assert leftovers(tmp_path) == ["f.bin.part"]
+
+
+def test_a_link_planted_between_the_check_and_the_open_is_not_followed(
+        http_server, tmp_path, monkeypatch):
+    """The race the check cannot see: the link appears after it (simulated by a check that
+    sees nothing and an unlink that removes nothing). O_CREAT | O_EXCL refuses it."""
+    import pathlib
+
+    url = http_server.serve("/f.bin", BODY)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    (tmp_path / "f.bin.part").symlink_to(victim)
+    monkeypatch.setattr(pathlib.Path, "is_symlink", lambda self: False)
+    monkeypatch.setattr(pathlib.Path, "unlink", lambda self, missing_ok=False: None)
+    with pytest.raises(DataError, match="f.bin.part: expected a new file to download into, "
+                                        "got a file planted there meanwhile"):
+        fetch(url, tmp_path / "f.bin", md5=MD5)
+    assert victim.read_bytes() == b"precious"

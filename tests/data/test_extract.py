@@ -115,3 +115,73 @@ def test_target_that_is_a_file_is_refused(formats, tmp_path):
     (tmp_path / "out").write_text("a file")
     with pytest.raises(DataError, match="expected a folder to extract into, got a file"):
         safe_extract(tmp_path / "a.tar.gz", tmp_path / "out")
+
+
+# ---------------------------------------------------------------------------------------
+# limits: decided from the headers, before anything is written
+
+
+def small_archive(formats, sizes: dict[str, int]) -> bytes:
+    return formats.tar_gz([(formats.member(name), bytes(size)) for name, size in sizes.items()])
+
+
+@pytest.mark.parametrize("max_bytes, ok", [(300, True), (299, False)])
+def test_the_declared_bytes_are_capped(formats, tmp_path, max_bytes, ok):
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(small_archive(formats, {"a": 100, "b": 200}))
+    if ok:
+        safe_extract(archive, tmp_path / "out", max_bytes=max_bytes)
+        assert tree(tmp_path / "out") == ["a", "b"]
+        return
+    with pytest.raises(DataError, match="expected at most 299 bytes once extracted, got "
+                                        "members declaring more, the last 'b' of 200 bytes"):
+        safe_extract(archive, tmp_path / "out", max_bytes=max_bytes)
+    assert tree(tmp_path) == ["a.tar.gz"]
+
+
+@pytest.mark.parametrize("max_members, ok", [(3, True), (2, False)])
+def test_the_member_count_is_capped(formats, tmp_path, max_members, ok):
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(small_archive(formats, {"a": 1, "b": 1, "c": 1}))
+    if ok:
+        safe_extract(archive, tmp_path / "out", max_members=max_members)
+        assert tree(tmp_path / "out") == ["a", "b", "c"]
+        return
+    with pytest.raises(DataError, match="expected at most 2 members, got more"):
+        safe_extract(archive, tmp_path / "out", max_members=max_members)
+    assert tree(tmp_path) == ["a.tar.gz"]
+
+
+def test_the_global_ceilings_apply_by_default(formats, tmp_path, monkeypatch):
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(small_archive(formats, {"a": 10, "b": 10}))
+    monkeypatch.setattr("sgdwalk.data.limits.MAX_DATA_BYTES", 19)
+    with pytest.raises(DataError, match="expected at most 19 bytes once extracted"):
+        safe_extract(archive, tmp_path / "out")
+    monkeypatch.setattr("sgdwalk.data.limits.MAX_DATA_BYTES", 20)
+    monkeypatch.setattr("sgdwalk.data.limits.MAX_ARCHIVE_MEMBERS", 1)
+    with pytest.raises(DataError, match="expected at most 1 members"):
+        safe_extract(archive, tmp_path / "out")
+    assert tree(tmp_path) == ["a.tar.gz"]
+
+
+def test_check_sees_every_file_and_its_size_before_anything_is_written(formats, tmp_path):
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(formats.tar_gz([(formats.member("d", tarfile.DIRTYPE), None),
+                                        (formats.member("d/x"), b"12345"),
+                                        (formats.member("y"), b"")]))
+    seen = []
+
+    def refuse(sizes):
+        seen.append((sizes, tree(tmp_path)))
+        raise DataError("refused by the check")
+
+    with pytest.raises(DataError, match="refused by the check"):
+        safe_extract(archive, tmp_path / "out", check=refuse)
+    assert seen[0][0] == {"d/x": 5, "y": 0}  # regular files only, with declared sizes
+    staging = [p for p in seen[0][1] if p.startswith(".out.extract-")]
+    assert len(staging) == 1 and "/" not in staging[0]  # an empty staging folder, nothing else
+    assert sorted(set(seen[0][1]) - set(staging)) == ["a.tar.gz"]
+    assert tree(tmp_path) == ["a.tar.gz"]
+    safe_extract(archive, tmp_path / "out", check=seen.append)
+    assert tree(tmp_path / "out") == ["d", "d/x", "y"]

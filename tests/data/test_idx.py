@@ -101,3 +101,79 @@ def test_files_of_other_formats_are_data_errors(formats, tmp_path):
 def test_missing_file_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="expected a readable file"):
         read_idx(tmp_path / "nope")
+
+
+# ---------------------------------------------------------------------------------------
+# hostile sizes: declarations are checked before allocating, decompression stops at them
+
+
+def gzip_with_tail(path, head: bytes, tail_bytes: int):
+    """A gzip file of `head` followed by `tail_bytes` zero bytes, written in 1 MB pieces."""
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        f.write(head)
+        for start in range(0, tail_bytes, 1 << 20):
+            f.write(bytes(min(1 << 20, tail_bytes - start)))
+    return path
+
+
+def peak_bytes(fn) -> int:
+    """Peak Python + numpy memory traced while `fn()` runs (its exception swallowed)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+    except DataError:
+        pass
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_a_gzip_bomb_is_refused_after_reading_only_what_its_header_declares(formats, tmp_path):
+    """64 MB of zeros behind a header declaring 10 images: refused one byte past the 7,840
+    declared, never expanded (the first version held the whole expansion in memory)."""
+    head = formats.idx_bytes(np.zeros((10, 28, 28), np.uint8))
+    path = gzip_with_tail(tmp_path / "bomb.gz", head, 64 << 20)
+    assert path.stat().st_size < 100_000  # a 65 KB file
+    with pytest.raises(DataError) as info:
+        read_idx(path)
+    assert str(info.value) == (f"{path}: expected 7840 data bytes for shape (10, 28, 28) of "
+                               f"uint8, got more (the stream goes on past them)")
+    assert peak_bytes(lambda: read_idx(path)) < 4 << 20
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
+def test_a_header_whose_sizes_overflow_int64_is_one_line(tmp_path, gz):
+    """65536^4 = 2^64 elements: the product wrapped to 0 in int64, so an empty body
+    matched it and reshaping gave a traceback."""
+    data = bytes([0, 0, 0x08, 4]) + np.full(4, 65536, ">u4").tobytes()
+    path = tmp_path / "f"
+    path.write_bytes(gzip.compress(data) if gz else data)
+    with pytest.raises(DataError) as info:
+        read_idx(path)
+    assert str(info.value) == (
+        f"{path}: expected at most {2**32} bytes of data, got a header declaring shape "
+        f"(65536, 65536, 65536, 65536) of uint8 ({2**64} bytes)")
+
+
+def test_a_declared_size_no_gzip_could_hold_is_refused_before_allocating(tmp_path):
+    """10^9 declared bytes in a 100-byte gzip: deflate expands at most 1032-fold."""
+    data = bytes([0, 0, 0x08, 3]) + np.full(3, 1000, ">u4").tobytes()
+    path = tmp_path / "f.gz"
+    path.write_bytes(gzip.compress(data))
+    with pytest.raises(DataError, match="expected a gzip file that can expand to 1000000016 "
+                                        "bytes, got [0-9]+ compressed bytes"):
+        read_idx(path)
+    assert peak_bytes(lambda: read_idx(path)) < 1 << 20
+
+
+def test_the_ceiling_applies_to_raw_files_too(formats, tmp_path, monkeypatch):
+    monkeypatch.setattr("sgdwalk.data.limits.MAX_DATA_BYTES", 1000)
+    path = formats.write_idx(tmp_path / "f", np.zeros((2, 28, 28), np.uint8))
+    with pytest.raises(DataError, match="expected at most 1000 bytes of data, got a header "
+                                        "declaring shape \\(2, 28, 28\\) of uint8 \\(1568 bytes"):
+        read_idx(path)
+    formats.write_idx(path, np.zeros((1, 28, 28), np.uint8))
+    assert tuple(read_idx(path).shape) == (1, 28, 28)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from sgdwalk.config import DataConfig
-from sgdwalk.data import load_dataset
+from sgdwalk.data import load_dataset, stratified_order
 from sgdwalk.errors import ConfigError, DataError
 
 N_TRAIN, N_TEST = 200, 50
@@ -36,18 +36,20 @@ def raw_scaled(array: np.ndarray) -> torch.Tensor:
 def test_mnist_loads_splits_and_standardises_with_train_statistics(mnist_folder):
     folder, arrays = mnist_folder
     ds = load_dataset(DataConfig(name="mnist", root=str(folder)))
-    # default val: min(5000, 200 // 10) = 20 from the end of the training file
+    # default val: min(5000, 200 // 10) = 20, stratified and seeded, out of the training file
     assert (len(ds.train), len(ds.val), len(ds.test), len(ds.probe)) == (180, 20, 50, 180)
     assert ds.input_shape == (1, 28, 28) and ds.num_classes == 10 and ds.augment is None
     assert ds.source == str(folder)
-    images = raw_scaled(arrays["train-images-idx3-ubyte"])
-    m, s = images[:180].double().mean(), images[:180].double().std(unbiased=False)
-    torch.testing.assert_close(ds.train.x, ((images[:180] - m) / s).float(), atol=1e-5, rtol=0)
-    torch.testing.assert_close(ds.val.x, ((images[180:] - m) / s).float(), atol=1e-5, rtol=0)
+    order = stratified_order(torch.from_numpy(arrays["train-labels-idx1-ubyte"]).long(), 0)
+    images = raw_scaled(arrays["train-images-idx3-ubyte"])[order]
+    m, s = images[20:].double().mean(), images[20:].double().std(unbiased=False)
+    torch.testing.assert_close(ds.train.x, ((images[20:] - m) / s).float(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ds.val.x, ((images[:20] - m) / s).float(), atol=1e-5, rtol=0)
     test_images = raw_scaled(arrays["t10k-images-idx3-ubyte"])
     torch.testing.assert_close(ds.test.x, ((test_images - m) / s).float(), atol=1e-5, rtol=0)
-    labels = torch.from_numpy(arrays["train-labels-idx1-ubyte"]).long()
-    assert torch.equal(ds.train.y, labels[:180]) and torch.equal(ds.val.y, labels[180:])
+    labels = torch.from_numpy(arrays["train-labels-idx1-ubyte"]).long()[order]
+    assert torch.equal(ds.train.y, labels[20:]) and torch.equal(ds.val.y, labels[:20])
+    assert torch.bincount(ds.val.y).tolist() == [2] * 10  # every class, in its share
     assert ds.train.x.dtype == torch.float32 and ds.train.y.dtype == torch.int64
 
 

@@ -12,9 +12,9 @@ from sgdwalk.data import DATASETS, Dataset, Split, default_data_root, load_datas
 from sgdwalk.errors import ConfigError, DataError
 
 
-def test_registry_holds_the_six_datasets():
+def test_registry_holds_the_seven_datasets():
     assert sorted(DATASETS) == [
-        "cifar10", "digits", "fashion_mnist", "mnist", "synthetic", "text"
+        "arrays", "cifar10", "digits", "fashion_mnist", "mnist", "synthetic", "text"
     ]
 
 
@@ -22,8 +22,8 @@ def test_unknown_name_is_a_config_error_listing_the_choices():
     with pytest.raises(ConfigError) as info:
         load_dataset(DataConfig(name="imagenet"))
     assert str(info.value) == (
-        "data.name: expected one of cifar10, digits, fashion_mnist, mnist, synthetic, text, "
-        "got 'imagenet'"
+        "data.name: expected one of arrays, cifar10, digits, fashion_mnist, mnist, synthetic, "
+        "text or an import path module:factory, got 'imagenet'"
     )
 
 
@@ -31,11 +31,15 @@ def test_register_dataset_adds_a_loader_and_refuses_duplicates(monkeypatch):
     monkeypatch.setattr("sgdwalk.data.registry.DATASETS", dict(DATASETS))
     from sgdwalk.data import registry
 
+    loaded = []
+
     @registry.register_dataset("tiny")
     def tiny(cfg):
-        return "loaded " + cfg.name
+        loaded.append(make(split(), name=cfg.name))
+        return loaded[-1]
 
-    assert registry.load_dataset(DataConfig(name="tiny")) == "loaded tiny"
+    assert registry.load_dataset(DataConfig(name="tiny")) is loaded[0]
+    assert loaded[0].name == "tiny"
     with pytest.raises(ValueError, match="'digits' is already registered"):
         register_dataset("digits")(tiny)
 
@@ -55,8 +59,8 @@ def test_split_len_and_validation():
         Split(torch.zeros(3, 2), torch.zeros(4, dtype=torch.int64))
 
 
-def make(train, num_classes=2, input_shape=(2,)):
-    return Dataset("toy", train, split(0), split(), split(), num_classes, input_shape, None, "x")
+def make(train, num_classes=2, input_shape=(2,), name="toy"):
+    return Dataset(name, train, split(0), split(), split(), num_classes, input_shape, None, "x")
 
 
 def test_dataset_checks_shapes_and_labels():

@@ -13,7 +13,8 @@ from sgdwalk.models import MODELS, build_model, register_model
 def test_unknown_name_lists_the_registry():
     with pytest.raises(ConfigError) as info:
         build_model(ModelConfig(name="x"), (3, 32, 32), 10)
-    assert str(info.value) == "model.name: expected one of gpt, mlp, resnet, vgg11, got 'x'"
+    assert str(info.value) == ("model.name: expected one of gpt, mlp, resnet, vgg11 or an "
+                               "import path module:factory, got 'x'")
 
 
 @pytest.mark.parametrize(

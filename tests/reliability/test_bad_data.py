@@ -5,6 +5,7 @@ archive then works."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -64,6 +65,13 @@ def _good_files(per_file: int = 20) -> dict[str, bytes]:
 
 
 GOOD = _archive(_good_files())
+
+
+def _pass_as_official(monkeypatch, archive: bytes, per_file: int = 20) -> None:
+    """Make a fixture archive pass the checks of the official one (its MD5 and record count),
+    in this process: runs through `main` then extract and train on it."""
+    monkeypatch.setattr("sgdwalk.data.cifar.CIFAR10_MD5", hashlib.md5(archive).hexdigest())
+    monkeypatch.setattr("sgdwalk.data.cifar.RECORDS_PER_FILE", per_file)
 
 
 def _train(root, *extra, **kwargs):
@@ -127,7 +135,7 @@ def test_an_interrupted_download_is_never_trusted_and_the_next_one_works(
     assert tree(root) == [f"{ARCHIVE}.part"]  # only the partial file, under its own name
 
     http_server.serve(f"/{ARCHIVE}", GOOD)
-    monkeypatch.setattr("sgdwalk.data.cifar.CIFAR10_MD5", hashlib.md5(GOOD).hexdigest())
+    _pass_as_official(monkeypatch, GOOD)
     code = main(["train", "default", "--out", str(tmp_path / "runs"), "--no-progress",
                  *sets([*TRAIN, f"data.root={root}", "data.download=true",
                         f"data.url={base}"])])
@@ -190,13 +198,15 @@ def test_a_hostile_archive_on_disk_is_refused_and_nothing_is_extracted(tmp_path,
     (b"", "expected a complete tar archive"),
 ])
 def test_a_truncated_or_foreign_archive_is_refused_and_nothing_is_extracted(tmp_path, content,
-                                                                            message, capsys):
+                                                                            message, capsys,
+                                                                            monkeypatch):
     root = tmp_path / "cifar"
     root.mkdir()
     (root / ARCHIVE).write_bytes(content)
     one_line_error(_train(root), message)
     assert tree(root) == [ARCHIVE]
     (root / ARCHIVE).write_bytes(GOOD)  # the good archive, in the same place, then works
+    _pass_as_official(monkeypatch, GOOD)
     code = main(["train", "default", "--out", str(tmp_path / "runs"), "--no-progress",
                  *sets([*TRAIN, f"data.root={root}"])])
     assert code == 0 and capsys.readouterr().out.startswith("completed: 2 steps")
@@ -208,7 +218,7 @@ def test_batch_files_of_the_wrong_format_are_refused_on_every_run(tmp_path):
     root = tmp_path / "cifar"
     root.mkdir()
     (root / ARCHIVE).write_bytes(_archive(files))
-    for _ in range(2):  # extracted once, then re-checked (not trusted) by the next run
+    for _ in range(2):  # refused before extraction, and again by the next run
         one_line_error(_train(root), "data_batch_3.bin: expected a CIFAR-10 binary file of "
                        "whole 3073-byte records, got 61360 bytes")
     assert not (tmp_path / "runs").exists()
@@ -233,3 +243,145 @@ def test_mnist_files_of_the_wrong_format_are_one_line(tmp_path):
     proc = run_cli("train", "default", "--out", tmp_path / "runs",
                    *sets(["data.name=mnist", f"data.root={root}", "train.max_steps=1"]))
     one_line_error(proc, "train-images-idx3-ubyte: expected an IDX magic number")
+
+
+# ---------------------------------------------------------------------------------------
+# hostile files and sizes: declared sizes are checked before anything is read or written
+
+
+def _main_error(capsys, *args) -> str:
+    """Run `sgdwalk ARGS` in this process; assert exit 2 and one stderr line; return it."""
+    code = main([str(a) for a in args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, (code, err)
+    assert err[0].startswith("sgdwalk: error: ") and "Traceback" not in err[0]
+    return err[0]
+
+
+def _train_args(tmp_path, *overrides):
+    return ["train", "default", "--out", tmp_path / "runs", "--no-progress",
+            *sets([*TRAIN, *overrides])]
+
+
+def _mnist_folder(folder, labels_of_train=None):
+    """The four raw MNIST files (60 train, 20 test images)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 60), ("t10k", 20)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(_idx(images))
+        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(_idx(labels))
+    return folder
+
+
+def _idx(array) -> bytes:
+    return bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes() + (
+        array.tobytes())
+
+
+MNIST = ["data.name=mnist", "data.probe_size=16", "data.probe_batch=16", "model.widths=[8]",
+         "optim.batch_size=10", "train.max_steps=2", "train.progress=false"]
+
+
+def test_a_gzip_bomb_in_place_of_an_idx_file_is_one_line_and_never_expanded(tmp_path, capsys):
+    """A 65 KB gzip holding 60 images' header and 64 MB behind them: the first version
+    expanded all of it (4.4 GB for a 2 MB file in the reported case) before refusing it."""
+    root = _mnist_folder(tmp_path / "mnist")
+    images = root / "train-images-idx3-ubyte"
+    head = images.read_bytes()
+    images.unlink()
+    with gzip.open(root / "train-images-idx3-ubyte.gz", "wb", compresslevel=9) as f:
+        f.write(head)
+        for _ in range(64):
+            f.write(bytes(1 << 20))
+    line = _main_error(capsys, "train", "default", "--out", tmp_path / "runs",
+                       *sets([*MNIST, f"data.root={root}"]))
+    assert line.endswith("train-images-idx3-ubyte.gz: expected 47040 data bytes for shape "
+                         "(60, 28, 28) of uint8, got more (the stream goes on past them)")
+
+
+def test_an_idx_header_whose_sizes_overflow_int64_is_one_line(tmp_path, capsys):
+    root = _mnist_folder(tmp_path / "mnist")
+    (root / "train-labels-idx1-ubyte").write_bytes(
+        bytes([0, 0, 0x08, 4]) + np.full(4, 65536, ">u4").tobytes())
+    line = _main_error(capsys, "train", "default", "--out", tmp_path / "runs",
+                       *sets([*MNIST, f"data.root={root}"]))
+    assert "train-labels-idx1-ubyte: expected at most 4294967296 bytes of data, got a header " \
+           "declaring shape (65536, 65536, 65536, 65536) of uint8" in line
+
+
+def test_a_small_archive_that_would_expand_past_the_official_size_is_refused_on_every_run(
+        tmp_path, monkeypatch, capsys):
+    """One 16 MB batch file of zeros and none of the other five: the first version moved it
+    into place, failed, and every later run then said "got them already there"."""
+    bomb = _archive({"data_batch_1.bin": bytes(16 << 20)})
+    assert len(bomb) < 100_000
+    root = tmp_path / "cifar"
+    root.mkdir()
+    (root / ARCHIVE).write_bytes(bomb)
+    _pass_as_official(monkeypatch, bomb)
+    for _ in range(2):
+        line = _main_error(capsys, *_train_args(tmp_path, f"data.root={root}"))
+        assert "bytes once extracted, got members declaring more, the last " \
+               f"'{FOLDER}/data_batch_1.bin' of {16 << 20} bytes (nothing was extracted)" in line
+        assert tree(root) == [ARCHIVE]
+
+
+def test_a_local_archive_is_checked_against_the_official_checksum(tmp_path, monkeypatch,
+                                                                   capsys):
+    """The first version trusted any archive on disk (downloads alone were checked)."""
+    root = tmp_path / "cifar"
+    root.mkdir()
+    (root / ARCHIVE).write_bytes(GOOD)
+    monkeypatch.setattr("sgdwalk.data.cifar.RECORDS_PER_FILE", 20)  # the sizes pass
+    line = _main_error(capsys, *_train_args(tmp_path, f"data.root={root}"))
+    assert line.endswith(f"{root / ARCHIVE}: expected md5 c32a1d4ab5d03f1284b67883e8d87530, "
+                         f"got {hashlib.md5(GOOD).hexdigest()}")
+    assert tree(root) == [ARCHIVE] and not (tmp_path / "runs").exists()
+
+
+def test_a_symlink_planted_at_the_partial_download_is_refused_and_its_target_kept(
+        http_server, tmp_path, capsys):
+    http_server.serve(f"/{ARCHIVE}", GOOD)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    root = tmp_path / "cifar"
+    root.mkdir()
+    (root / f"{ARCHIVE}.part").symlink_to(victim)
+    line = _main_error(capsys, *_train_args(tmp_path, f"data.root={root}",
+                                            "data.download=true", f"data.url={http_server.base}"))
+    assert f"{ARCHIVE}.part: expected no file or a regular file where the download is " \
+           f"written, got a symbolic link to {str(victim)!r}" in line
+    assert victim.read_text() == "precious" and tree(root) == [f"{ARCHIVE}.part"]
+
+
+@pytest.mark.parametrize("state", ["absent", "partial", "truncated"])
+def test_a_missing_or_broken_fashion_mnist_copy_is_one_line(tmp_path, monkeypatch, capsys,
+                                                            state):
+    """Debian's dataset-fashion-mnist puts the four .gz files in /usr/share/datasets/
+    fashion-mnist; without it (or with a damaged copy) training says so in one line."""
+    system = tmp_path / "usr-share-datasets-fashion-mnist"
+    monkeypatch.setattr("sgdwalk.data.mnist.FASHION_MNIST_SYSTEM", str(system))
+    monkeypatch.setenv("SGDWALK_DATA", str(tmp_path / "cache"))
+    if state != "absent":
+        _mnist_folder(system)
+        for path in system.iterdir():  # the package ships .gz files
+            path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+            path.unlink()
+        gz = system / "train-images-idx3-ubyte.gz"
+        if state == "partial":
+            (system / "t10k-labels-idx1-ubyte.gz").unlink()
+        else:
+            gz.write_bytes(gz.read_bytes()[:-100])
+    line = _main_error(capsys, "train", "fashion-mlp", "--out", tmp_path / "runs",
+                       *sets(["train.max_steps=1", "train.progress=false"]))
+    expected = {
+        "absent": f"no folder {system}; no folder {tmp_path / 'cache' / 'fashion_mnist'} (to "
+                  f"get them: apt-get install dataset-fashion-mnist, set data.root=FOLDER, or "
+                  f"data.download=true)",
+        "partial": f"{system} lacking t10k-labels-idx1-ubyte; no folder",
+        "truncated": f"{system / 'train-images-idx3-ubyte.gz'}: expected a complete gzip "
+                     f"stream, got",
+    }[state]
+    assert expected in line

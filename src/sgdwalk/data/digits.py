@@ -21,34 +21,14 @@ import torch
 
 from sgdwalk.config import DataConfig
 from sgdwalk.data.augment import augment_cifar
-from sgdwalk.data.prepare import assemble, standardise
+from sgdwalk.data.prepare import assemble_dataset, standardise
 from sgdwalk.data.registry import register_dataset
+from sgdwalk.data.split import SPLIT_SEED, stratified_split
 from sgdwalk.data.types import Dataset, Split
 from sgdwalk.errors import ConfigError
 
 TEST_SIZE = 360  # fixed test rows (20% of 1,797, rounded to a multiple of 10 classes)
 VAL_SIZE = 180  # validation rows when data.val_size is None
-SPLIT_SEED = 0  # the split never depends on the run seed
-
-
-def stratified_order(y: torch.Tensor, seed: int) -> torch.Tensor:
-    """A permutation of range(N) whose every prefix and every run of consecutive entries
-    holds the classes in (nearly) their overall proportions.
-
-    Each example gets the key (r + 0.5) / n_c, where n_c is the size of its class and r
-    its rank within the class in a seeded random order; sorting by the key interleaves the
-    classes evenly. Args: y int64 labels (N,). Returns int64 indices (N,).
-    """
-    generator = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(y.shape[0], generator=generator)
-    yp = y[perm]
-    counts = torch.bincount(yp).to(torch.float64)
-    rank = torch.empty_like(yp)
-    for c in range(counts.shape[0]):  # 10 classes: a loop over classes, not examples
-        members = (yp == c).nonzero().squeeze(1)
-        rank[members] = torch.arange(members.shape[0])
-    key = (rank.to(torch.float64) + 0.5) / counts[yp]
-    return perm[torch.sort(key, stable=True).indices]
 
 
 @register_dataset("digits")
@@ -65,11 +45,7 @@ def load_digits(cfg: DataConfig) -> Dataset:
             f"data.val_size: expected < {y.shape[0] - TEST_SIZE} (digits left after the "
             f"{TEST_SIZE} test images), got {v}"
         )
-    order = stratified_order(y, SPLIT_SEED)
-    test, val, train = (
-        Split(x[idx], y[idx])
-        for idx in (order[:TEST_SIZE], order[TEST_SIZE : TEST_SIZE + v], order[TEST_SIZE + v :])
-    )
+    test, val, train = stratified_split(Split(x, y), (TEST_SIZE, v), SPLIT_SEED)
     train, val, test = standardise(train, val, test)
     blank = float(train.x.min())  # a 0 pixel after standardisation
     augment = (
@@ -77,4 +53,5 @@ def load_digits(cfg: DataConfig) -> Dataset:
         if cfg.augment
         else None
     )
-    return assemble(cfg, train, val, test, num_classes=10, augment=augment, source="scikit-learn")
+    return assemble_dataset(cfg, train, val, test, num_classes=10, augment=augment,
+                            source="scikit-learn")

@@ -1,7 +1,13 @@
 """Safe tar(.gz) extraction: refuse hostile members, and publish only complete results.
 
 Every member is checked before anything is written: absolute paths, `..` components,
-symbolic and hard links, devices and FIFOs are refused. The archive is then extracted into
+symbolic and hard links, devices and FIFOs are refused, and so is an archive with more
+members or more declared bytes than the caller's limits (by default the global ceilings
+of `limits`): the headers are read one at a time and reading stops at the first member
+past a limit, so a small archive that would expand to gigabytes is refused after reading
+about the limit. The caller's `check` then sees every file's declared size (to require
+the files it needs, of the sizes it expects) before anything is written. The archive is
+then extracted into
 a fresh hidden temporary folder next to the target, or inside it when it exists (so the
 final renames stay on one file system), with Python's ``filter="data"`` as a second guard.
 Only on success are its top-level entries renamed into place. A failure removes the
@@ -16,23 +22,38 @@ import shutil
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from sgdwalk.data import limits
 from sgdwalk.errors import DataError
 
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
-def safe_extract(archive: Path, target: Path) -> None:
+def safe_extract(
+    archive: Path,
+    target: Path,
+    max_bytes: int | None = None,
+    max_members: int | None = None,
+    check: Callable[[dict[str, int]], None] | None = None,
+) -> None:
     """Extract the tar archive `archive` (any compression tarfile reads) so that its members
     end up under `target`: member "a/b.bin" becomes target/a/b.bin.
 
     `target` may exist already (e.g. the folder that holds the archive), but none of the
     archive's top-level entries may exist inside it.
 
+    Args:
+        max_bytes: most bytes the members may declare in total (None: limits.MAX_DATA_BYTES).
+        max_members: most members, folders included (None: limits.MAX_ARCHIVE_MEMBERS).
+        check: called with {member name: declared size} of the regular files once all
+            headers passed, before anything is written; it raises DataError to refuse.
+
     Raises:
-        DataError: unreadable, truncated or non-tar archive; a hostile member; a top-level
-        entry that already exists. Nothing is left under `target` in these cases.
+        DataError: unreadable, truncated or non-tar archive; a hostile member; a limit
+        exceeded; a refusal by `check`; a top-level entry that already exists. Nothing is
+        left under `target` in these cases.
     """
     archive, target = Path(archive), Path(target)
     if target.exists() and not target.is_dir():
@@ -44,8 +65,10 @@ def safe_extract(archive: Path, target: Path) -> None:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract-", dir=home))
     except OSError as exc:
         raise DataError(f"{home}: expected a writable folder, got {exc}") from None
+    bounds = (limits.MAX_DATA_BYTES if max_bytes is None else max_bytes,
+              limits.MAX_ARCHIVE_MEMBERS if max_members is None else max_members)
     try:
-        _extract_all(archive, staging)
+        _extract_all(archive, staging, *bounds, check)
         if home == target:
             _move_entries(staging, target)
         else:
@@ -55,12 +78,12 @@ def safe_extract(archive: Path, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _extract_all(archive: Path, into: Path) -> None:
+def _extract_all(archive: Path, into: Path, max_bytes: int, max_members: int, check) -> None:
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()  # reads the whole archive: truncation shows up here
-            for member in members:
-                _check_member(archive, member)
+            members = _members(archive, tar, max_bytes, max_members)
+            if check is not None:
+                check({m.name: m.size for m in members if m.isfile()})
             if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.12
                 tar.extractall(into, members=members, filter="data")
             else:  # pragma: no cover - older Pythons rely on _check_member alone
@@ -73,6 +96,24 @@ def _extract_all(archive: Path, into: Path) -> None:
                             f"{archive.name}, got: the disk is full") from None
         raise DataError(f"{archive}: expected a complete tar archive, got "
                         f"{_one_line(exc, archive)}") from None
+
+
+def _members(archive: Path, tar: tarfile.TarFile, max_bytes: int, max_members: int) -> list:
+    """Every member, each checked as soon as its header is read; stops at the first one past
+    a limit, before reading its body. Reading to the end shows truncation too."""
+    members, total = [], 0
+    for member in tar:
+        if len(members) == max_members:
+            raise DataError(f"{archive}: expected at most {max_members} members, got more "
+                            f"(nothing was extracted)")
+        _check_member(archive, member)
+        total += member.size
+        if total > max_bytes:
+            raise DataError(f"{archive}: expected at most {max_bytes} bytes once extracted, "
+                            f"got members declaring more, the last {member.name!r} of "
+                            f"{member.size} bytes (nothing was extracted)")
+        members.append(member)
+    return members
 
 
 def _one_line(exc: BaseException, archive: Path) -> str:

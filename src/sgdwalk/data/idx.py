@@ -2,43 +2,38 @@
 
 An IDX file is a 4-byte magic number 0x00 0x00 <dtype code> <ndim>, then ndim big-endian
 uint32 sizes, then prod(sizes) big-endian values in row-major order and nothing else.
+
+The file is streamed: the header is read and its declared body size, prod(sizes) x
+itemsize, is checked against `limits.MAX_DATA_BYTES` (and, for gzip, against what the
+compressed file could possibly expand to) before anything is allocated; the body is then
+read up to that size and one byte more, so a gzip bomb is refused after reading at most
+what its header promised.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
+import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from sgdwalk.data import limits
 from sgdwalk.errors import DataError
 
-# IDX dtype code -> (big-endian numpy dtype, torch dtype)
+# IDX dtype code -> big-endian numpy dtype (torch.from_numpy gives the matching torch dtype)
 IDX_DTYPES = {
-    0x08: (np.dtype(">u1"), torch.uint8),
-    0x09: (np.dtype(">i1"), torch.int8),
-    0x0B: (np.dtype(">i2"), torch.int16),
-    0x0C: (np.dtype(">i4"), torch.int32),
-    0x0D: (np.dtype(">f4"), torch.float32),
-    0x0E: (np.dtype(">f8"), torch.float64),
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
 }
 GZIP_MAGIC = b"\x1f\x8b"
-
-
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when it starts with the gzip magic (whatever its name)."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: expected a readable file, got {exc.strerror or exc}") from None
-    if not raw.startswith(GZIP_MAGIC):
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: expected a complete gzip stream, got {exc}") from None
 
 
 def read_idx(path: Path) -> torch.Tensor:
@@ -53,30 +48,67 @@ def read_idx(path: Path) -> torch.Tensor:
 
     Raises:
         DataError: unreadable file, bad gzip stream, wrong magic number, unknown dtype code,
-        or a body that is shorter or longer than the header's sizes say.
+        a declared size above the ceiling (or above what the gzip could hold), or a body
+        shorter or longer than the header's sizes say.
     """
-    data = read_bytes(path)
-    if len(data) < 4:
-        raise DataError(f"{path}: expected an IDX header of 4 bytes, got {len(data)} bytes")
-    zero0, zero1, code, ndim = data[:4]
+    path = Path(path)
+    try:
+        raw = open(path, "rb")  # closed by the `with` below, which wraps the gzip reader too
+    except OSError as exc:
+        raise DataError(f"{path}: expected a readable file, got {exc.strerror or exc}") from None
+    compressed = False
+    with raw:
+        try:
+            size = os.fstat(raw.fileno()).st_size
+            compressed = raw.read(2) == GZIP_MAGIC
+            raw.seek(0)
+            if not compressed:
+                return _parse(path, raw, body_limit=size)
+            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                return _parse(path, stream, body_limit=None, packed=size)
+        except (OSError, EOFError, zlib.error) as exc:
+            if not compressed:
+                raise DataError(f"{path}: expected a readable file, got {exc}") from None
+            raise DataError(f"{path}: expected a complete gzip stream, got {exc}") from None
+
+
+def _parse(path: Path, stream, body_limit: int | None, packed: int = 0) -> torch.Tensor:
+    """The tensor in `stream`. `body_limit` is the raw file's size (so a wrong body length
+    is refused from the size alone); `packed` the gzip file's size (None body_limit)."""
+    head = stream.read(4)
+    if len(head) < 4:
+        raise DataError(f"{path}: expected an IDX header of 4 bytes, got {len(head)} bytes")
+    zero0, zero1, code, ndim = head
     if zero0 or zero1 or code not in IDX_DTYPES or ndim == 0:
         raise DataError(
             f"{path}: expected an IDX magic number 0x0000<dtype><ndim> with dtype in "
-            f"{', '.join(f'0x{c:02X}' for c in IDX_DTYPES)} and ndim >= 1, got 0x{data[:4].hex()}"
+            f"{', '.join(f'0x{c:02X}' for c in IDX_DTYPES)} and ndim >= 1, got 0x{head.hex()}"
         )
     header = 4 + 4 * ndim
-    if len(data) < header:
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
         raise DataError(
-            f"{path}: expected {header} header bytes for {ndim} dimensions, got {len(data)}"
+            f"{path}: expected {header} header bytes for {ndim} dimensions, got {4 + len(dims)}"
         )
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    np_dtype, torch_dtype = IDX_DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize
-    if len(data) - header != expected:
-        raise DataError(
-            f"{path}: expected {expected} data bytes for shape {shape} of {np_dtype.name}, "
-            f"got {len(data) - header}"
-        )
-    array = np.frombuffer(data, dtype=np_dtype, offset=header).reshape(shape)
-    # astype copies into native order and a writable buffer torch can own
-    return torch.from_numpy(array.astype(np_dtype.newbyteorder("="), copy=True))
+    shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
+    dtype = IDX_DTYPES[code]
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: sizes near 2**32 cannot wrap
+    declared = f"a header declaring shape {shape} of {dtype.name}"
+    limits.check_declared(str(path), declared, expected)
+    if body_limit is not None and body_limit - header != expected:
+        raise DataError(f"{path}: expected {expected} data bytes for shape {shape} of "
+                        f"{dtype.name}, got {body_limit - header}")
+    # deflate's ratio bounds what `packed` bytes can hold (+1 KiB: gzip's own header fields)
+    if body_limit is None and header + expected > limits.DEFLATE_MAX_RATIO * packed + 1024:
+        raise DataError(f"{path}: expected a gzip file that can expand to {header + expected} "
+                        f"bytes, got {packed} compressed bytes ({declared})")
+    body, got = limits.read_declared(stream, expected)
+    if got < expected:
+        raise DataError(f"{path}: expected {expected} data bytes for shape {shape} of "
+                        f"{dtype.name}, got {got}")
+    if stream.read(1):  # one byte past the declared body: refused without reading the rest
+        raise DataError(f"{path}: expected {expected} data bytes for shape {shape} of "
+                        f"{dtype.name}, got more (the stream goes on past them)")
+    array = body.view(dtype).reshape(shape)
+    # native byte order; a no-op view for single bytes, a copy for wider types
+    return torch.from_numpy(array.astype(dtype.newbyteorder("="), copy=False))

@@ -1,9 +1,12 @@
 """MNIST and Fashion-MNIST from their four IDX files (raw or .gz).
 
 Both: images (1, 28, 28), 10 classes, 60,000 training and 10,000 test images. Validation is
-the last `data.val_size` images of the training file (default 5,000, or a tenth of the file
-when that is smaller), train the rest in file order. Pixels are scaled to [0, 1] and then
-standardised with the training split's scalar mean and std. No augmentation.
+`data.val_size` images of the training file (default 5,000, or a tenth of the file when
+that is smaller) taken by `stratified_split` with the fixed SPLIT_SEED, train the rest in
+the same stratified order; so a file sorted by class still gives every split every class
+(the file's tail, used before, gave a validation split of only the last class). Pixels
+are scaled to [0, 1] and then standardised with the training split's scalar mean and std.
+No augmentation.
 
 Local files are never checksummed (Debian, for one, re-compresses them); downloads are,
 against the official MD5s of the .gz files, whatever mirror `data.url` points at.
@@ -21,9 +24,10 @@ import torch
 from sgdwalk.config import DataConfig
 from sgdwalk.data.download import fetch
 from sgdwalk.data.idx import read_idx
-from sgdwalk.data.prepare import assemble, hold_out_tail, standardise, val_size
+from sgdwalk.data.prepare import assemble_dataset, standardise, val_size
 from sgdwalk.data.registry import register_dataset
 from sgdwalk.data.roots import default_data_root
+from sgdwalk.data.split import SPLIT_SEED, stratified_split
 from sgdwalk.data.types import Dataset, Split
 from sgdwalk.errors import DataError
 
@@ -137,9 +141,10 @@ def load_idx_dataset(cfg: DataConfig, source: IdxSource) -> Dataset:
     folder, files = locate(cfg, source)
     train_file = read_pair(files["train-images-idx3-ubyte"], files["train-labels-idx1-ubyte"])
     test = read_pair(files["t10k-images-idx3-ubyte"], files["t10k-labels-idx1-ubyte"])
-    train, val = hold_out_tail(train_file.x, train_file.y, val_size(cfg, len(train_file)))
+    val, train = stratified_split(train_file, (val_size(cfg, len(train_file)),), SPLIT_SEED)
     train, val, test = standardise(train, val, test)
-    return assemble(cfg, train, val, test, num_classes=10, augment=None, source=str(folder))
+    return assemble_dataset(cfg, train, val, test, num_classes=10, augment=None,
+                            source=str(folder))
 
 
 @register_dataset("mnist")

@@ -49,7 +49,7 @@ def standardise(train: Split, *others: Split) -> list[Split]:
     return [Split((s.x - float(mean)) / std, s.y) for s in (train, *others)]
 
 
-def assemble(
+def assemble_dataset(
     cfg: DataConfig,
     train: Split,
     val: Split,
@@ -58,8 +58,24 @@ def assemble(
     augment: Augment | None,
     source: str,
 ) -> Dataset:
-    """Apply `cfg.train_size` (first n of the training split), draw the probe set from
-    what is left, and build the Dataset."""
+    """The Dataset a run uses, from a loader's three splits: the step every built-in loader
+    ends with, and the one an import-path factory can end with.
+
+    Keeps the first `cfg.train_size` training examples (all when None), draws the probe set
+    from them (`probe_subset(train, cfg.probe_size, cfg.probe_seed)`) and takes the input
+    shape from train.x. `load_dataset` then runs `check_splits` on the result.
+
+    Args:
+        cfg: the data section of the run config (its name becomes the Dataset's).
+        train, val, test: float32 inputs (N, *input_shape) and int64 labels (N,) each; val
+            and test may have 0 rows.
+        num_classes: labels lie in [0, num_classes).
+        augment: (x (B, *input_shape), torch.Generator) -> augmented x, or None.
+        source: where the data came from, for the run's record.
+
+    Raises:
+        ConfigError: `cfg.train_size` larger than the training split.
+    """
     if cfg.train_size is not None:
         if cfg.train_size > len(train):
             raise ConfigError(

@@ -19,7 +19,7 @@ import math
 import torch
 
 from sgdwalk.config import DataConfig
-from sgdwalk.data.prepare import assemble
+from sgdwalk.data.prepare import assemble_dataset
 from sgdwalk.data.registry import register_dataset
 from sgdwalk.data.types import Dataset, Split
 from sgdwalk.errors import ConfigError
@@ -65,6 +65,6 @@ def load_synthetic(cfg: DataConfig) -> Dataset:
     train = Split(x[:n_train], y[:n_train])
     val = Split(x[n_train : n_train + n_val], y[n_train : n_train + n_val])
     test = Split(x[n_train + n_val :], y[n_train + n_val :])
-    return assemble(
+    return assemble_dataset(
         cfg, train, val, test, num_classes=cfg.synthetic_classes, augment=None, source="generated"
     )

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from sgdwalk.config import DataConfig
-from sgdwalk.data.prepare import assemble
+from sgdwalk.data.prepare import assemble_dataset
 from sgdwalk.data.registry import register_dataset
 from sgdwalk.data.types import Dataset, Split
 from sgdwalk.errors import ConfigError, DataError
@@ -158,5 +158,5 @@ def load_text(cfg: DataConfig) -> Dataset:
             f"characters in both the first 90% and the last 10%, got {ids.shape[0]} characters"
         )
     empty = Split(train.x[:0], train.y[:0])
-    return assemble(cfg, train, val, empty, num_classes=len(vocabulary), augment=None,
-                    source=corpus.source)
+    return assemble_dataset(cfg, train, val, empty, num_classes=len(vocabulary),
+                            augment=None, source=corpus.source)

@@ -1,7 +1,9 @@
 """The model registry: a name maps to a builder `(cfg, input_shape, num_classes) -> nn.Module`.
 
 Adding a model is one file with one `@register_model("name")` builder, plus an import line
-in `sgdwalk/models/__init__.py` so the registration runs.
+in `sgdwalk/models/__init__.py` so the registration runs. A user's model needs neither:
+`model.name` may be an import path `package.module:factory` to a function with the same
+signature, which any process (CLI, sweep worker, Ray worker) imports from the config's text.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import torch.nn as nn
 
 from sgdwalk.config import ModelConfig
 from sgdwalk.errors import ConfigError
+from sgdwalk.importpath import import_factory, is_import_path
 from sgdwalk.models.init import init_study
 
 Builder = Callable[[ModelConfig, tuple[int, ...], int], nn.Module]
 
 MODELS: dict[str, Builder] = {}  # registry name -> builder; filled by @register_model
+FACTORY = "a function (ModelConfig, input_shape, num_classes) -> torch.nn.Module"
 
 
 def register_model(name: str) -> Callable[[Builder], Builder]:
@@ -31,12 +35,29 @@ def register_model(name: str) -> Callable[[Builder], Builder]:
     return add
 
 
+def model_builder(name: str) -> Builder:
+    """The builder `model.name` names: a registered one, or the function at an import path
+    (studies check every run's model.name with it before anything trains).
+
+    Raises:
+        ConfigError: an unknown name (the message lists the registered names and says an
+        import path is accepted), or an import path that does not lead to a callable.
+    """
+    if is_import_path(name):
+        return import_factory(name, "model.name", FACTORY)
+    if name not in MODELS:
+        raise ConfigError(f"model.name: expected one of {', '.join(sorted(MODELS))} or an "
+                          f"import path module:factory, got {name!r}")
+    return MODELS[name]
+
+
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """Build the model `cfg.name` for inputs of `input_shape` (one example, no batch axis).
 
     Parameters are drawn from torch's global RNG: seed it (``torch.manual_seed``) before the
     call for a reproducible model. With ``cfg.init == "study"`` the study initialisation
-    (`init_study`) is applied after construction; ``"torch"`` keeps PyTorch's defaults.
+    (`init_study`: convolutions and BatchNorm only) is applied after construction, to every
+    model, an import-path factory's too; ``"torch"`` keeps what the builder made.
 
     Args:
         cfg: the model section of the run config.
@@ -44,7 +65,8 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
         num_classes: number of output logits.
 
     Raises:
-        ConfigError: unknown name, or an input shape / class count the model cannot take.
+        ConfigError: unknown name or import path, a factory that returns something other than
+        an nn.Module, or an input shape / class count the model cannot take.
     """
     builder = model_builder(cfg.name)
     input_shape = tuple(input_shape)
@@ -53,17 +75,12 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"model num_classes: expected an integer >= 1, got {num_classes!r}")
     model = builder(cfg, input_shape, num_classes)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model.name: expected {cfg.name} to return a torch.nn.Module, got "
+                          f"{type(model).__name__}")
     if cfg.init == "study":
         init_study(model)
     return model
-
-
-def model_builder(name: str) -> Builder:
-    """The builder registered as `name`; a one-line ConfigError names the known ones (studies
-    check every run's model.name with it before anything trains)."""
-    if name not in MODELS:
-        raise ConfigError(f"model.name: expected one of {', '.join(sorted(MODELS))}, got {name!r}")
-    return MODELS[name]
 
 
 def count_parameters(model: nn.Module) -> int:
