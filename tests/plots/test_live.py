@@ -8,6 +8,7 @@ import json
 import re
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -111,6 +112,20 @@ def test_a_report_that_cannot_be_drawn_yet_gives_the_waiting_page(full, tmp_path
     assert "6 rows stored; the report cannot be drawn yet" in page
     assert "KeyError: &#x27;epochs_done&#x27;" in page
     assert live.version()["step"] == 5
+
+
+def test_a_slow_drawing_spaces_out_the_next_poll(full, tmp_path, monkeypatch):
+    run_dir = write_prefix(full, tmp_path, last_step=3)
+
+    def slow(root):
+        time.sleep(0.5)
+        return "<!DOCTYPE html><html><head></head><body><p>drawn</p></body></html>"
+
+    monkeypatch.setattr(live_module, "report_html", slow)
+    live = LiveReport(run_dir, interval=0.1)
+    assert live.pause == 0.1
+    assert live.refresh() and b"<p>drawn</p>" in live.page()
+    assert live.pause >= 0.5  # waits as long as the drawing took, not the interval
 
 
 def test_the_live_page_is_self_contained_with_one_inline_script(drawn):

@@ -2,9 +2,10 @@
 
 `open_live_view(root, port, interval)` starts, with the standard library only:
 
-- a renderer thread that every `interval` seconds reads a small fingerprint of the store
-  (`read_state`: per run, its status, newest step and number of `loss` rows) and draws the
-  report again only when the fingerprint changed;
+- a renderer thread that every `interval` seconds (or, after a slow drawing, as long as
+  that drawing took) reads a small fingerprint of the store (`read_state`: per run, its
+  status, newest step and number of `loss` rows) and draws the report again only when the
+  fingerprint changed;
 - a `ThreadingHTTPServer` (at most MAX_CLIENTS requests at once) answering from memory:
 
       GET /          the newest report, a banner (`#live-step`: the newest step drawn) and
@@ -29,6 +30,7 @@ import json
 import math
 import re
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -105,6 +107,9 @@ class LiveReport:
         self._drawn = StoreState()  # the state the served page shows
         self._version = 0
         self._page = self._wrap(waiting_page(self.root.name), self._drawn)
+        # seconds until the next poll: at least as long as the last drawing took, so that
+        # on a large sweep drawing never takes more than about half of one core
+        self.pause = interval
 
     def refresh(self) -> bool:
         """Draw the page again if the store changed since the last draw; True when it did.
@@ -118,12 +123,15 @@ class LiveReport:
         self._seen = state
         if state.rows == 0:
             return self._publish(waiting_page(self.root.name), state)
+        started = time.monotonic()
         try:
             report = report_html(self.root)
         except Exception as exc:  # noqa: BLE001 -- a half-written run can trip any figure
             # or claim (one epoch, one row); the next change of the store draws it again
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
             return self._publish(waiting_page(self.root.name, reason, state.rows), state)
+        finally:
+            self.pause = max(self.interval, time.monotonic() - started)
         return self._publish(report, state)
 
     def page(self) -> bytes:
@@ -289,7 +297,7 @@ class LiveServer(ThreadingHTTPServer):
     def _render(self) -> None:
         while not self._stop.is_set():
             self.live.refresh()
-            self._stop.wait(self.live.interval)
+            self._stop.wait(self.live.pause)
 
 
 def open_live_view(root, port: int | None = None, interval: float | None = None) -> LiveServer:
