@@ -7,6 +7,8 @@ import hashlib
 import json
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -19,7 +21,7 @@ from sgdwalk.analysis.synthetic import sweep_tables, write_runs
 from sgdwalk.cli import main
 from sgdwalk.plots import live as live_module
 from sgdwalk.plots.live import LiveReport, open_live_view, read_state
-from sgdwalk.store import RunStore
+from sgdwalk.store import RunStore, write_manifest
 
 RUN = "sgd-lr0.1-b32-s0"
 
@@ -137,6 +139,37 @@ def test_the_live_page_is_self_contained_with_one_inline_script(drawn):
     for external in ("<link", "@import", "url(", "src='http", 'src="http', "href='http",
                      'href="http', "<iframe"):
         assert external not in page, external
+
+
+def test_a_sweep_folder_is_watched_before_and_while_its_runs_start(tmp_path):
+    write_manifest(tmp_path, {"study": "lr-batch", "runs": []})
+    server = open_live_view(tmp_path, port=0)  # no run yet: accepted, it is a sweep
+    try:
+        live = server.live
+        assert live.refresh() and live.version()["runs"] == 0
+        assert b"waiting for the first rows" in live.page()
+        t = sweep_tables(epochs=2, lrs=(0.1, 0.2), batch_sizes=(32,), seeds=1)
+        sgd = t.subset([r for r in t.runs.index if r.startswith("sgd-lr0.")])
+        write_runs(Tables.from_frames(sgd.steps[sgd.steps["step"] < 0]), tmp_path)
+        assert live.refresh()
+        assert live.version() == {"version": 2, "step": -1, "rows": 0, "runs": 2,
+                                  "status": {"completed": 2}}
+    finally:
+        server.close()
+
+
+def test_the_live_view_never_imports_torch(full, tmp_path):
+    run_dir = write_prefix(full, tmp_path, last_step=3)
+    code = ("import sys\n"
+            "from sgdwalk.plots.live import open_live_view\n"
+            f"server = open_live_view({str(run_dir)!r}, port=0)\n"
+            "assert server.live.refresh() and server.live.version()['step'] == 3\n"
+            "assert b\"<table id='claims'>\" in server.live.page()\n"
+            "server.close()\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
 
 
 def get(url, timeout=30):
