@@ -6,6 +6,7 @@ training run in a browser is tests/plots/test_watch.py."""
 import hashlib
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -114,6 +115,17 @@ def test_a_report_that_cannot_be_drawn_yet_gives_the_waiting_page(full, tmp_path
     assert "6 rows stored; the report cannot be drawn yet" in page
     assert "KeyError: &#x27;epochs_done&#x27;" in page
     assert live.version()["step"] == 5
+
+
+def test_a_folder_that_goes_away_is_said_once(full, tmp_path):
+    run_dir = write_prefix(full, tmp_path, last_step=-1)
+    live = LiveReport(run_dir)
+    assert live.refresh() and live.version()["runs"] == 1
+    shutil.rmtree(run_dir)
+    assert live.refresh()
+    assert live.version() == {"version": 2, "step": -1, "rows": 0, "runs": 0, "status": {}}
+    assert b"expected an existing folder" in live.page()
+    assert not live.refresh() and live.version()["version"] == 2  # not redrawn every poll
 
 
 def test_a_slow_drawing_spaces_out_the_next_poll(full, tmp_path, monkeypatch):

@@ -103,7 +103,8 @@ class LiveReport:
         self.root = Path(root)
         self.interval = interval
         self._lock = threading.Lock()
-        self._seen: StoreState | None = None  # the state drawn last; None: nothing yet
+        # the state drawn last (or the error shown last); None: nothing yet
+        self._seen: StoreState | str | None = None
         self._drawn = StoreState()  # the state the served page shows
         self._version = 0
         self._page = self._wrap(waiting_page(self.root.name), self._drawn)
@@ -116,7 +117,10 @@ class LiveReport:
         A report that cannot be drawn yet gives the waiting page with the reason."""
         try:
             state = read_state(self.root)
-        except StoreError as exc:  # the folder went away: say so, keep polling
+        except StoreError as exc:  # the folder went away: say so (once), keep polling
+            if self._seen == str(exc):
+                return False
+            self._seen = str(exc)
             return self._publish(waiting_page(self.root.name, str(exc)), StoreState())
         if state == self._seen:
             return False
@@ -153,7 +157,7 @@ class LiveReport:
         return True
 
     def _wrap(self, report: str, state: StoreState) -> bytes:
-        return live_page(report, state, self._version, self.root, self.interval).encode()
+        return live_page(report, state, self._version, self.interval).encode()
 
 
 def waiting_page(name: str, reason: str | None = None, rows: int = 0) -> str:
@@ -214,7 +218,7 @@ BANNER = ("<div id='live' style='position: sticky; top: 0; z-index: 1; backgroun
           "{interval:g} s <span id='live-note' style='color: #7a1010;'></span></div>")
 
 
-def live_page(report: str, state: StoreState, version: int, root, interval: float) -> str:
+def live_page(report: str, state: StoreState, version: int, interval: float) -> str:
     """`report` as served live: the polling script before </head>, `data-version` on
     <body>, and a banner with what the page shows (runs, newest step, time drawn)."""
     counts = ", ".join(f"{n} {s}" for s, n in sorted(state.statuses().items()))
