@@ -21,7 +21,7 @@ from sgdwalk.analysis import Tables
 from sgdwalk.analysis.synthetic import sweep_tables, write_runs
 from sgdwalk.cli import main
 from sgdwalk.plots import live as live_module
-from sgdwalk.plots.live import LiveReport, open_live_view, read_state
+from sgdwalk.plots.live import LiveReport, check_watchable, open_live_view, read_state
 from sgdwalk.store import RunStore, write_manifest
 
 RUN = "sgd-lr0.1-b32-s0"
@@ -155,27 +155,28 @@ def test_the_live_page_is_self_contained_with_one_inline_script(drawn):
 
 def test_a_sweep_folder_is_watched_before_and_while_its_runs_start(tmp_path):
     write_manifest(tmp_path, {"study": "lr-batch", "runs": []})
-    server = open_live_view(tmp_path, port=0)  # no run yet: accepted, it is a sweep
-    try:
-        live = server.live
-        assert live.refresh() and live.version()["runs"] == 0
-        assert b"waiting for the first rows" in live.page()
-        t = sweep_tables(epochs=2, lrs=(0.1, 0.2), batch_sizes=(32,), seeds=1)
-        sgd = t.subset([r for r in t.runs.index if r.startswith("sgd-lr0.")])
-        write_runs(Tables.from_frames(sgd.steps[sgd.steps["step"] < 0]), tmp_path)
-        assert live.refresh()
-        assert live.version() == {"version": 2, "step": -1, "rows": 0, "runs": 2,
-                                  "status": {"completed": 2}}
-    finally:
-        server.close()
+    assert check_watchable(tmp_path) == tmp_path  # no run yet: accepted, it is a sweep
+    live = LiveReport(tmp_path)
+    assert live.refresh() and live.version()["runs"] == 0
+    assert b"waiting for the first rows" in live.page()
+    t = sweep_tables(epochs=2, lrs=(0.1, 0.2), batch_sizes=(32,), seeds=1)
+    sgd = t.subset([r for r in t.runs.index if r.startswith("sgd-lr0.")])
+    write_runs(Tables.from_frames(sgd.steps[sgd.steps["step"] < 0]), tmp_path)
+    assert live.refresh()
+    assert live.version() == {"version": 2, "step": -1, "rows": 0, "runs": 2,
+                              "status": {"completed": 2}}
 
 
 def test_the_live_view_never_imports_torch(full, tmp_path):
     run_dir = write_prefix(full, tmp_path, last_step=3)
-    code = ("import sys\n"
+    code = ("import sys, time\n"
             "from sgdwalk.plots.live import open_live_view\n"
             f"server = open_live_view({str(run_dir)!r}, port=0)\n"
-            "assert server.live.refresh() and server.live.version()['step'] == 3\n"
+            "for _ in range(3000):  # the renderer thread draws it\n"
+            "    if server.live.version()['version'] >= 1:\n"
+            "        break\n"
+            "    time.sleep(0.1)\n"
+            "assert server.live.version()['step'] == 3\n"
             "assert b\"<table id='claims'>\" in server.live.page()\n"
             "server.close()\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
