@@ -21,6 +21,7 @@ EPILOG = """examples:
   sgdwalk sweep lr-batch --scale cpu --workers 2
   sgdwalk claims runs/lr-batch               decide claims C1-C12 from stored runs
   sgdwalk report runs/lr-batch               one self-contained HTML file
+  sgdwalk watch runs/default-1a2b3c4d5e6f    the report, refreshed while the run trains
 """
 
 
@@ -114,6 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--out", default=None, help="report path (default: DIR/report.html)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("watch", help="serve the report of a run or sweep on localhost, "
+                       "refreshed as rows arrive",
+                       description="Serve the HTML report of RUN_OR_SWEEP at "
+                       "http://127.0.0.1:PORT/ and draw it again whenever new rows are "
+                       "stored; the open page updates itself (no reload by hand). Read-only: "
+                       "nothing is written. Runs until Ctrl-C.")
+    p.add_argument("dir", metavar="RUN_OR_SWEEP")
+    p.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default 8765; "
+                   "0 or a busy port: any free one, printed)")
+    p.add_argument("--interval", type=float, default=None, metavar="S",
+                   help="seconds between checks of the store (default 2)")
+    p.set_defaults(func=_cmd_watch)
     return parser
 
 
@@ -209,6 +223,21 @@ def _cmd_report(args) -> int:
 
     path = write_report(args.dir, args.out)
     print(f"report: {path}")
+    return 0
+
+
+def _cmd_watch(args) -> int:
+    from sgdwalk.plots.live import open_live_view
+
+    server = open_live_view(args.dir, port=args.port, interval=args.interval)
+    try:
+        port = server.server_address[1]
+        if args.port and port != args.port:
+            print(f"sgdwalk: port {args.port} is busy; using {port}", file=sys.stderr)
+        print(f"watching {args.dir} at {server.url}", flush=True)
+        server.serve_forever()  # until Ctrl-C: main() turns it into exit status 130
+    finally:
+        server.close()
     return 0
 
 
