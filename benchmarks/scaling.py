@@ -2,8 +2,8 @@
 
     python benchmarks/scaling.py [--quick] [--threads N] [--clock cpu|wall]
 
-1. Run length: `sgdwalk.train` (the real trainer and run store) on the digits MLP with the
-   `line` preset, for 1k, 2k, 5k and 10k steps (--quick: 100 and 300), each in a fresh
+1. Run length: `sgdwalk.experiment.train` (the real trainer and run store) on the digits MLP
+   with the `line` preset, for 1k, 2k, 5k and 10k steps (--quick: 100 and 300), each in a fresh
    subprocess that reports its peak resident memory (VmHWM of /proc/self/status; torch's
    allocations are not visible to tracemalloc) and the run folder's bytes. Fitted linear
    in the number of steps: bytes per step (metrics.sqlite), the checkpoints' bytes (keep 2),
@@ -46,7 +46,7 @@ def child(steps: int, out: str, threads: int) -> None:
     """Train `steps` steps and print {peak_rss, metrics, checkpoints} as JSON."""
     torch.set_num_threads(threads)
     from sgdwalk.config import load_config
-    from sgdwalk.train import train
+    from sgdwalk.experiment import train
 
     cfg = load_config(None, [f"train.max_steps={steps}", "train.epochs=100000",
                              "train.progress=false", "walk.preset=line", "name=scaling",

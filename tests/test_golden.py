@@ -13,8 +13,8 @@ import math
 import pytest
 
 from sgdwalk.config import load_config
+from sgdwalk.experiment import resume, train
 from sgdwalk.store import read_run
-from sgdwalk.train import resume, train
 
 OVERRIDES = ["train.epochs=2", "walk.preset=line", "train.checkpoint_every=20"]
 REL = 1e-5  # float32 training: room for another CPU's vector kernels, not for a change

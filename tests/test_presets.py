@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from sgdwalk.config import load_config, preset_names
+from sgdwalk.experiment import train
 from sgdwalk.store import read_run
-from sgdwalk.train import train
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 TINY = ["train.max_steps=3", "train.epochs=1", "train.progress=false", "data.probe_size=16",

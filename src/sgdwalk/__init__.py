@@ -1,7 +1,7 @@
 """sgdwalk: watch SGD walk through a network's loss landscape.
 
     from sgdwalk import Walk                 # the probes around any optimizer step
-    from sgdwalk.train import train          # the study's trainers
+    from sgdwalk.experiment import train     # a run from its config: the study's trainers
     from sgdwalk import load_sweep           # stored runs as one table
 """
 

@@ -173,14 +173,14 @@ def _cmd_reproduce(args) -> int:
 
 def _cmd_train(args) -> int:
     from sgdwalk.config import load_config
-    from sgdwalk.train import train
+    from sgdwalk.experiment import train
 
     config = load_config(args.config, args.overrides)
     return _report(train(config, args.out, progress=args.progress))
 
 
 def _cmd_resume(args) -> int:
-    from sgdwalk.train import resume
+    from sgdwalk.experiment import resume
 
     return _report(resume(args.run_dir, progress=args.progress))
 

@@ -88,7 +88,7 @@ def test_claims_and_report_commands_on_a_single_run(tmp_path, capsys):
 
 
 def test_report_on_a_really_trained_run(tmp_path, tiny_config, capsys):
-    from sgdwalk.train import train
+    from sgdwalk.experiment import train
 
     result = train(tiny_config(**{"train.epochs": 1, "walk.preset": "line"}), tmp_path)
     assert main(["report", str(result.run_dir)]) == 0

@@ -3,8 +3,8 @@
 import re
 from pathlib import Path
 
+from sgdwalk.experiment import train
 from sgdwalk.store import RunStore
-from sgdwalk.train import train
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 ONLY_SOMETIMES = {"diverged", "noise_std"}  # a diverged run; GD + noise

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from sgdwalk.config import WalkConfig, replace
+from sgdwalk.experiment import train
 from sgdwalk.models.mlp import MLP
 from sgdwalk.probes.presets import build_probes
 from sgdwalk.probes.registry import registered
 from sgdwalk.store import RunStore, read_run
-from sgdwalk.train import train
 
 FAMILIES = tuple(spec.name for spec in registered())
 EVERYTHING = {

@@ -60,8 +60,8 @@ def test_microbatches_must_be_at_least_two():
 
 
 def test_trainer_marks_gd_steps_full_batch(tiny_config, tmp_path):
+    from sgdwalk.experiment import train
     from sgdwalk.store import read_run
-    from sgdwalk.train import train
 
     cfg = tiny_config(**{"optim.algorithm": "gd", "data.train_size": 200, "train.epochs": 3,
                          "walk.preset": "full", "walk.noise": "every:1"})

@@ -5,8 +5,8 @@ warm start, barrier ring buffers, the probe generator) is checkpointed."""
 import pytest
 import torch
 
+from sgdwalk.experiment import resume, train
 from sgdwalk.store import RunStore, read_run
-from sgdwalk.train import resume, train
 
 FULL = {
     "walk.preset": "full",

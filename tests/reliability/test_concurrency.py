@@ -72,14 +72,14 @@ HOLDER = """
 import sys
 from sgdwalk.runs import create_run
 from sgdwalk.studies import load_study
-from sgdwalk.train import Trainer
+from sgdwalk.experiment import build_trainer, run_trainer
 
 study = load_study(sys.argv[1])
 config = study.runs[1]
 store = create_run(config, sys.argv[2])  # takes the run's writer lock
 print("locked", flush=True)
 sys.stdin.readline()
-Trainer(config).attach(store).run(progress=False)  # finishes it, then lets go
+run_trainer(build_trainer(config), store, progress=False)  # finishes it, then lets go
 """
 
 

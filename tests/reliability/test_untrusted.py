@@ -18,8 +18,8 @@ import torch
 import sgdwalk
 from sgdwalk.cli import main
 from sgdwalk.config import load_config
+from sgdwalk.experiment import train
 from sgdwalk.runs import run_dir_name
-from sgdwalk.train import train
 
 from .conftest import one_line_error, run_cli, same_run
 

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
+from sgdwalk.config import replace
+from sgdwalk.experiment import build_trainer, resume, train
 from sgdwalk.store import RunStore, read_run
-from sgdwalk.train import Trainer, resume, train
 
 
 def _table(run_dir):
@@ -55,29 +56,30 @@ def test_train_again_continues_instead_of_duplicating(tiny_config, tmp_path):
     assert _table(again.run_dir).equals(_table(train(cfg, tmp_path / "ref").run_dir))
 
 
-def _one_manual_step(cfg):
-    """Build a trainer without a store, take one step; return (before, after, grad)."""
-    t = Trainer(cfg).attach(_NullStore())
-    before = [p.detach().clone() for p in t.model.parameters()]
-    t.model.zero_grad()
-    torch.nn.functional.cross_entropy(t.model(t.train_x), t.train_y).backward()
-    grad = [p.grad.clone() for p in t.model.parameters()]
-    t._one_step()
-    return before, [p.detach() for p in t.model.parameters()], grad
+def _one_manual_step(cfg, out):
+    """One update of the real loop: (theta_0, theta_1, gradient of the mean loss at theta_0)."""
+    cfg = replace(cfg, **{"train.max_steps": 1})
+    fresh = build_trainer(cfg)  # the run's seed: its model holds theta_0
+    before = [p.detach().clone() for p in fresh.model.parameters()]
+    torch.nn.functional.cross_entropy(fresh.model(fresh.batches.x), fresh.batches.y).backward()
+    grad = [p.grad.clone() for p in fresh.model.parameters()]
+    result = train(cfg, out)
+    with RunStore.open(result.run_dir) as store:
+        after = store.latest_checkpoint()[1]["model"]
+    return before, [after[name] for name, _ in fresh.model.named_parameters()], grad
 
 
-def test_gd_step_is_lr_times_mean_gradient(tiny_config):
+def test_gd_step_is_lr_times_mean_gradient(tiny_config, tmp_path):
     """Full-batch GD: one step moves theta by -lr * grad of the *mean* loss however the
     split is chunked; gd_sum_chunks reproduces the original x n_chunks."""
-    from sgdwalk.config import replace
-
     cfg = tiny_config(**{"optim.algorithm": "gd", "optim.gd_chunk": 250,
                          "data.train_size": 1000, "model.batchnorm": "false",
                          "data.augment": "false", "walk.preset": "off"})
-    before, after, grad = _one_manual_step(cfg)
+    before, after, grad = _one_manual_step(cfg, tmp_path)
     for b, a, g in zip(before, after, grad):
         torch.testing.assert_close(a, b - 0.1 * g, rtol=1e-5, atol=1e-6)
-    before_s, after_s, _ = _one_manual_step(replace(cfg, **{"optim.gd_sum_chunks": True}))
+    before_s, after_s, _ = _one_manual_step(replace(cfg, **{"optim.gd_sum_chunks": True}),
+                                            tmp_path)
     for b, a, bs, as_ in zip(before, after, before_s, after_s):
         torch.testing.assert_close(as_ - bs, 4 * (a - b), rtol=1e-4, atol=1e-6)
 
@@ -112,12 +114,3 @@ def test_gd_noise_matched_std_is_recorded_and_shrinks_with_batch(tiny_config, tm
 def test_adam_by_name(tiny_config, tmp_path):
     result = train(tiny_config(**{"optim.optimizer": "Adam", "optim.lr": 0.01}), tmp_path)
     assert result.status == "completed" and result.final["train_acc"] > 0.5
-
-
-class _NullStore:
-    """Enough of a RunStore for driving single steps by hand."""
-
-    path = None
-
-    def log(self, step, values):
-        pass

@@ -59,7 +59,7 @@ def run_one(task: RunTask, threads: int | None = None) -> Outcome:
 
     if threads is not None:
         torch.set_num_threads(threads)
-    from sgdwalk.train import train
+    from sgdwalk.experiment import train
 
     started = time.perf_counter()
     try:

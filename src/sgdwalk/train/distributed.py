@@ -62,6 +62,18 @@ class Parallel:
         size = n // self.world
         return x[self.rank * size : (self.rank + 1) * size]
 
+    def share(self, chunks: list, full_batch: bool) -> list:
+        """The part of a global batch this process computes: all of it when alone; under
+        torchrun its contiguous shard of a mini-batch, or every world-th GD chunk."""
+        if not self.active:
+            return chunks
+        if full_batch:
+            if len(chunks) % self.world:
+                raise ConfigError(f"optim.gd_chunk: expected the training split to make a "
+                                  f"multiple of {self.world} chunks, got {len(chunks)}")
+            return chunks[self.rank :: self.world]
+        return [(self.shard(x), self.shard(y)) for x, y in chunks]
+
     def mean_(self, tensor: torch.Tensor) -> torch.Tensor:
         """All-reduce `tensor` in place to its mean over ranks."""
         if self.active:
@@ -88,5 +100,6 @@ class Parallel:
         return bool(t.item() > 0)
 
     def barrier(self) -> None:
+        """Wait for every process (nothing to wait for when alone)."""
         if self.active:
             dist.barrier()

@@ -1,0 +1,179 @@
+"""A run from its RunConfig: data, model, optimizer, walk and store around the training loop.
+
+    from sgdwalk.experiment import resume, train
+    result = train(load_config("default"), "runs")   # trains runs/<name>-<id>/
+    resume(result.run_dir)                           # continues a stopped or killed run
+
+This is where the probes and training meet: the walk is built from `cfg.walk` and handed to
+the loop (`sgdwalk.train.Trainer`) as its step hooks; the loop never imports the probes,
+and nothing the walk is set to reaches the trajectory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from sgdwalk.batch_sizes import check_batchnorm_batches
+from sgdwalk.config import RunConfig, config_from_toml
+from sgdwalk.data import load_dataset
+from sgdwalk.errors import ConfigError
+from sgdwalk.models import build_model
+from sgdwalk.probes.presets import build_probes
+from sgdwalk.probes.walk import Walk
+from sgdwalk.runs import FollowerStore, create_run, finish_meta, open_run, run_dir_name
+from sgdwalk.train.batches import Batches
+from sgdwalk.train.cadence import Cadence
+from sgdwalk.train.distributed import Parallel
+from sgdwalk.train.evaluate import evaluate_splits
+from sgdwalk.train.loop import Trainer
+from sgdwalk.train.noise import isotropic_noise_std
+from sgdwalk.train.optim import make_optimizer
+from sgdwalk.train.transforms import gradient_transforms
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    status: str  # completed | diverged | stopped
+    steps: int  # updates done
+    final: dict  # the last epoch evaluation (train/val/test loss and accuracy)
+    already_done: bool = False  # the run was finished before this call: returned untouched
+
+
+def train(config: RunConfig, out: str | Path = "runs", *, progress: bool | None = None,
+          halt_at_step: int | None = None, meta: dict | None = None) -> RunResult:
+    """Train a new run under `out/<name>-<id>` (or continue it if it exists unfinished).
+
+    meta: extra fields merged into the run's meta.json before training (a sweep records
+    its study and variant there); a finished run is returned untouched.
+    """
+    trainer = build_trainer(config)  # data and model first: a bad config writes nothing
+    if trainer.par.is_main:
+        store = create_run(config, out)
+        with _abandon_on_error(store):
+            if meta and store.meta().get("status") not in _FINISHED:
+                store.update_meta(**meta)
+        trainer.par.barrier()
+    else:  # torchrun: rank 0 creates the run, the others follow it
+        trainer.par.barrier()
+        store = FollowerStore(Path(out) / run_dir_name(config))
+    return run_trainer(trainer, store, progress=progress, halt_at_step=halt_at_step)
+
+
+def resume(run_dir: str | Path, *, progress: bool | None = None,
+           halt_at_step: int | None = None) -> RunResult:
+    """Continue a stopped or killed run from its newest checkpoint."""
+    par = Parallel.from_env(torch.device("cpu"))
+    store = open_run(run_dir) if par.is_main else FollowerStore(run_dir)
+    with _abandon_on_error(store):
+        trainer = build_trainer(config_from_toml(store.config_text()))
+    return run_trainer(trainer, store, progress=progress, halt_at_step=halt_at_step)
+
+
+_FINISHED = ("completed", "diverged")
+
+
+def run_trainer(trainer: Trainer, store, *, progress: bool | None = None,
+                halt_at_step: int | None = None) -> RunResult:
+    """Train into `store` (an open, writable run) unless the run is finished; close it.
+
+    halt_at_step (tests): stop before that update and drop the rows not yet committed, as
+    a kill would.
+    """
+    with _abandon_on_error(store):
+        if store.meta().get("status") in _FINISHED:
+            store.close()
+            return _result_of(store.path)
+        trainer.hooks.sink = store.log  # the walk writes its values into the run's rows
+        outcome = trainer.run(store, progress, halt_at_step)
+        if outcome.status == "halted":
+            store.discard()
+            store.close()
+            return RunResult(store.path, "stopped", outcome.steps, outcome.final)
+        final = outcome.final
+        if outcome.status == "completed":  # the last evaluation, made by this call or before
+            final = store.meta().get("final", final)
+        finish_meta(store, outcome.status, outcome.steps, final)
+        store.close()
+        return RunResult(store.path, outcome.status, outcome.steps, final)
+
+
+@contextlib.contextmanager
+def _abandon_on_error(store):
+    """On any failure (a full disk, Ctrl-C twice, a bug) drop the rows not yet committed,
+    as a kill would, and free the writer lock now: the run resumes from its checkpoint, even
+    in this process (a sweep's next attempt), not only once the process has ended."""
+    try:
+        yield store
+    except BaseException:
+        store.abandon()
+        raise
+
+
+def _result_of(run_dir: Path) -> RunResult:
+    from sgdwalk.store import RunStore
+
+    with RunStore.open(run_dir) as store:
+        meta = store.meta()
+    return RunResult(run_dir, meta.get("status", "unknown"), meta.get("steps_done", 0),
+                     meta.get("final", {}), already_done=True)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: expected cpu or an available GPU, got {name!r} (no CUDA)")
+    return torch.device(name)
+
+
+def build_trainer(cfg: RunConfig) -> Trainer:
+    """The Trainer of run `cfg`, its walk as hooks; nothing is written (that needs a store)."""
+    device = resolve_device(cfg.train.device)
+    par = Parallel.from_env(device)  # one process unless under torchrun
+    data = load_dataset(cfg.data)
+    x, y = data.train.x.to(device), data.train.y.to(device)
+    augment = data.augment if cfg.data.augment else None
+    batches = Batches(x, y, cfg.optim, augment, cfg.train.seed, par.world)
+    steps_per_epoch = batches.steps_per_epoch
+    total_steps = cfg.train.epochs * steps_per_epoch
+    if cfg.train.max_steps is not None:
+        total_steps = min(total_steps, cfg.train.max_steps)
+
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
+    optimizer = make_optimizer(cfg.optim, model.parameters())
+    heldout = data.val if len(data.val) else data.test
+    walk = Walk(model, build_probes(cfg.walk, steps_per_epoch),
+                probe_set=(data.probe.x.to(device), data.probe.y.to(device)),
+                heldout=(heldout.x[:cfg.data.probe_size].to(device),
+                         heldout.y[:cfg.data.probe_size].to(device)),
+                probe_batch=cfg.data.probe_batch, bn_policy=cfg.walk.bn_policy,
+                steps_per_epoch=steps_per_epoch, seed=cfg.train.seed + 2)
+    check_batchnorm_batches(cfg, model, len(y), len(data.probe),
+                            min(len(heldout), cfg.data.probe_size), bool(walk.probes))
+
+    loss_fn = F.cross_entropy  # the training loss, also for GD + noise's std
+    n_chunks = math.ceil(len(y) / cfg.optim.gd_chunk) if batches.full_batch else 1
+    transforms = gradient_transforms(cfg.optim, n_chunks,
+                                     partial(isotropic_noise_std, cfg.optim, model, loss_fn, x, y),
+                                     seed=cfg.train.seed + 1, device=device)
+    splits = {"train": data.train, "val": data.val, "test": data.test}
+    if not cfg.train.eval_train:
+        splits.pop("train")
+    facts = {"layers": list(walk.layout.layers), "parameters": walk.layout.numel,
+             "data_source": data.source,
+             "sizes": {k: len(getattr(data, k)) for k in ("train", "val", "test", "probe")}}
+    return Trainer(model, optimizer, batches, Cadence.of(cfg.train, steps_per_epoch, total_steps),
+                   transforms=transforms, hooks=walk,
+                   evaluate=partial(evaluate_splits, model, splits, device), loss_fn=loss_fn,
+                   par=par, keep_checkpoints=cfg.train.keep_checkpoints, name=cfg.name,
+                   progress=cfg.train.progress, facts=facts)
+

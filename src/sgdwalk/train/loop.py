@@ -1,0 +1,187 @@
+"""The training loop: the one place an optimizer steps (SGD, full-batch GD, GD + noise).
+
+One update, top to bottom in `Trainer.run`: the batch -> forward and backward (gradients of
+the mean loss over the global batch, averaged over processes) -> `hooks.before_step` (the
+walk snapshots theta_t and the true g_t) -> the gradient transforms (scale, clip, noise) ->
+`optimizer.step()` -> `hooks.after_step` (theta_{t+1}: the probes run) -> the row -> the
+evaluation, checkpoint and commit that are due.
+
+Row t of the metric store describes update t (theta_t -> theta_{t+1}): the batch loss f_t(0)
+and every probe value. Evaluations (train/val/test loss and accuracy) are logged on the row
+of the last update before them; the evaluation of theta_0 is logged at step -1.
+
+A run is deterministic on CPU: data order, augmentation and noise come from generators
+seeded by `train.seed` whose states go into every checkpoint, so a resumed run continues
+exactly and rewrites any rows logged after the checkpoint with equal values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from sgdwalk.train.batches import Batches, Chunks
+from sgdwalk.train.cadence import Cadence
+from sgdwalk.train.distributed import Parallel
+from sgdwalk.train.hooks import NoHooks, StepHooks
+from sgdwalk.train.signals import StopOnSignals
+from sgdwalk.train.transforms import Transform, chain
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # completed | diverged | stopped | halted (a test's simulated kill)
+    steps: int  # updates done
+    final: dict  # the last evaluation made by this call ({} if none)
+
+
+@dataclass(eq=False)
+class Trainer:
+    """One run's training state; `run(store)` trains until the end, a divergence or a stop.
+
+    `store` is where rows, meta and checkpoints go (a RunStore, or anything with its `log`,
+    `flush`, `update_meta`, `save_checkpoint` and `latest_checkpoint`).
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    batches: Batches
+    cadence: Cadence
+    transforms: Transform = field(default_factory=chain)
+    hooks: StepHooks = field(default_factory=NoHooks)
+    evaluate: Callable[[], dict] = dict  # evaluation of the current parameters
+    loss_fn: Callable = F.cross_entropy  # the training loss: (output, y) -> mean over the batch
+    par: Parallel = field(default_factory=Parallel)
+    keep_checkpoints: int = 2
+    name: str = "run"  # the progress bar's label
+    progress: bool = True  # show a progress bar when `run` is not told
+    facts: dict = field(default_factory=dict)  # written to meta.json when training starts
+    step: int = field(default=0, init=False)  # updates done
+    transform_state: Any = field(default=None, init=False)
+    store: Any = field(default=None, init=False)
+    last_finite: dict = field(default_factory=dict, init=False)  # last finite loss, its step
+
+    def run(self, store, progress: bool | None = None,
+            halt_at_step: int | None = None) -> Outcome:
+        """Train from the newest checkpoint in `store` (theta_0 when there is none)."""
+        self.store = store
+        self._restore_or_start()
+        show = (self.progress if progress is None else progress) and self.par.is_main
+        bar = tqdm(total=self.cadence.total_steps, initial=self.step, unit="step",
+                   disable=not show, dynamic_ncols=True, desc=self.name)
+        status, final = "completed", {}
+        with StopOnSignals() as stop:
+            while self.step < self.cadence.total_steps:
+                if halt_at_step is not None and self.step >= halt_at_step:
+                    status = "halted"  # tests: behave like a kill, nothing more is written
+                    break
+                if self.par.any(stop.requested):
+                    self.store.flush()
+                    self._checkpoint()
+                    status = "stopped"
+                    break
+                chunks = self.batches.batch(self.step)
+                n = sum(len(y) for _, y in chunks)
+                loss = self._forward_backward(chunks, n)
+                if not math.isfinite(loss):
+                    self._record_divergence(loss)
+                    status = "diverged"
+                    break
+                self.hooks.before_step(loss, chunks, n, full_batch=self.batches.full_batch)
+                self.transform_state = self.transforms.apply(self._grads(), self.transform_state)
+                self.optimizer.step()
+                self.hooks.after_step(self.optimizer)
+                self.store.log(self.step, {"loss": loss,
+                                           "lr": self.optimizer.param_groups[0]["lr"]})
+                self.last_finite = {"loss": loss, "step": self.step}
+                self.step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", epoch=self.cadence.epoch(self.step),
+                                refresh=False)
+                final = self._on_cadence() or final
+        bar.close()
+        return Outcome(status, self.step, final)
+
+    def _forward_backward(self, chunks: Chunks, n: int) -> float:
+        """Gradients of the mean loss over the global batch of n examples; its value."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        for x, y in self.par.share(chunks, self.batches.full_batch):
+            chunk_mean = self.loss_fn(self.model(x), y)
+            # lr is the step on the mean loss over the whole (global) batch
+            (chunk_mean * (len(y) * self.par.world / n)).backward()
+            loss_sum += chunk_mean.detach().double().cpu() * len(y)
+        self.par.average_gradients(self.model.parameters())
+        return float(self.par.mean_(loss_sum)) * self.par.world / n
+
+    def _grads(self) -> list[torch.Tensor]:
+        return [p.grad for p in self.model.parameters() if p.grad is not None]
+
+    def _on_cadence(self) -> dict | None:
+        """Evaluate, checkpoint or commit rows if due now; the evaluation made, if any."""
+        due, final = self.cadence.due(self.step), None
+        if due.evaluate:
+            final = {"epoch": self.cadence.epoch(self.step), **self._evaluation()}
+            self.store.log(self.step - 1, final)
+            self.store.update_meta(final=final)
+        if due.checkpoint:
+            self._checkpoint()
+        elif due.flush:
+            self.store.flush()
+        return final
+
+    def _evaluation(self) -> dict:
+        return self.evaluate() if self.par.is_main else {}  # only rank 0 logs it
+
+    def _restore_or_start(self) -> None:
+        found = self.store.latest_checkpoint()
+        if found is not None:
+            self.load_state_dict(found[1])
+        else:  # theta_0: the transforms' state (GD + noise's std), its evaluation, step 0
+            self.transform_state = self.transforms.init(self._params())
+            once = self.transforms.record(self.transform_state)
+            if once:
+                self.store.update_meta(**once)
+                self.store.log(-1, once)
+            self.store.log(-1, {"epoch": 0, **self._evaluation()})
+            self._checkpoint()
+        self.par.barrier()  # every rank has loaded before rank 0 writes a new checkpoint
+        self.store.update_meta(status="running", steps_per_epoch=self.cadence.steps_per_epoch,
+                               total_steps=self.cadence.total_steps, processes=self.par.world,
+                               **self.facts)
+
+    def _params(self) -> list[torch.Tensor]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def _record_divergence(self, loss: float) -> None:
+        self.store.log(self.step, {"loss": loss, "diverged": 1})
+        self.store.update_meta(diverged_step=self.step, last_finite=self.last_finite)
+
+    def _checkpoint(self) -> None:
+        self.store.save_checkpoint(self.step, self.state_dict(), keep=self.keep_checkpoints)
+
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {"step": self.step, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "data": self.batches.state_dict(),
+                "transforms": self.transform_state, "hooks": self.hooks.state_dict(),
+                "rng": rng}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.batches.load_state_dict(state["data"])
+        self.transform_state = state["transforms"]
+        self.hooks.load_state_dict(state["hooks"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])

@@ -1,0 +1,49 @@
+"""Optimizers by name: the torch.optim class that applies each update."""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from sgdwalk.config import OptimConfig
+from sgdwalk.errors import ConfigError
+
+# step(closure) re-evaluates the loss itself (LBFGS); SparseAdam needs sparse gradients
+_UNFIT = tuple(getattr(torch.optim, name) for name in ("LBFGS", "SparseAdam")
+               if hasattr(torch.optim, name))
+
+
+def make_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
+    """The torch.optim class named by `cfg.optimizer`, with lr, weight decay, momentum."""
+    cls = getattr(torch.optim, cfg.optimizer, None)
+    if not (inspect.isclass(cls) and issubclass(cls, torch.optim.Optimizer)) or (
+        cls in _UNFIT or cls is torch.optim.Optimizer
+    ):
+        raise ConfigError(
+            f"optim.optimizer: expected a torch.optim class such as SGD or Adam (one that "
+            f"steps on dense gradients without a closure), got {cfg.optimizer!r}"
+        )
+    accepted = inspect.signature(cls.__init__).parameters
+    kwargs = {"lr": cfg.lr}
+    if "weight_decay" in accepted:
+        kwargs["weight_decay"] = cfg.weight_decay
+    elif cfg.weight_decay:
+        raise ConfigError(
+            f"optim.weight_decay: expected 0 for {cfg.optimizer}, which has no weight decay, "
+            f"got {cfg.weight_decay}"
+        )
+    if "momentum" in accepted:
+        kwargs["momentum"] = cfg.momentum
+    elif cfg.momentum:
+        raise ConfigError(
+            f"optim.momentum: expected 0 for {cfg.optimizer}, which has no momentum, "
+            f"got {cfg.momentum}"
+        )
+    kwargs.update(cfg.kwargs)
+    try:
+        return cls(params, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"optim.kwargs: expected arguments {cfg.optimizer} accepts, got {exc}"
+        ) from None
