@@ -141,16 +141,21 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many updates if sooner; None: epochs decide
     seed: int = 1111  # seeds init, data order, augmentation and noise (study: 1111)
     device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda when available)
-    checkpoint_every: int = 0  # steps between checkpoints; 0: at each epoch end only
+    # steps between checkpoints; 0: at each epoch end, or every 50 steps in full-batch runs
+    # (an epoch of GD is one step, and a checkpoint costs about one GD step)
+    checkpoint_every: int = 0
     keep_checkpoints: int = 2  # newest checkpoints kept on disk
-    eval_every: int = 1  # epochs between train/val/test evaluations
+    # epochs between train/val/test evaluations; full-batch runs: steps, at least 10 apart
+    # (an evaluation costs about one GD step) unless eval_every_steps says otherwise
+    eval_every: int = 1
+    eval_every_steps: int | None = None  # steps between evaluations; None: eval_every decides
     eval_train: bool = True  # also evaluate the whole training split (eval mode, no aug)
     flush_every: int = 50  # steps between commits of buffered metric rows
     progress: bool = True  # progress bar on stderr
 
     def __post_init__(self):
         _check_positive(self, "epochs", "keep_checkpoints", "eval_every", "flush_every")
-        _check_positive_or_none(self, "max_steps")
+        _check_positive_or_none(self, "max_steps", "eval_every_steps")
         if self.checkpoint_every < 0:
             raise ConfigError(
                 f"train.checkpoint_every: expected >= 0, got {self.checkpoint_every}"

@@ -171,7 +171,8 @@ def build_trainer(cfg: RunConfig) -> Trainer:
     facts = {"layers": list(walk.layout.layers), "parameters": walk.layout.numel,
              "data_source": data.source,
              "sizes": {k: len(getattr(data, k)) for k in ("train", "val", "test", "probe")}}
-    return Trainer(model, optimizer, batches, Cadence.of(cfg.train, steps_per_epoch, total_steps),
+    cadence = Cadence.of(cfg.train, steps_per_epoch, total_steps, batches.full_batch)
+    return Trainer(model, optimizer, batches, cadence,
                    transforms=transforms, hooks=walk,
                    evaluate=partial(evaluate_splits, model, splits, device), loss_fn=loss_fn,
                    par=par, keep_checkpoints=cfg.train.keep_checkpoints, name=cfg.name,

@@ -111,6 +111,28 @@ def test_gd_noise_matched_std_is_recorded_and_shrinks_with_batch(tiny_config, tm
     assert 2.0 < stds[16] / stds[256] < 8.0
 
 
+@pytest.mark.parametrize("algorithm", ["gd", "gd_noise"])
+def test_full_batch_runs_resume_exactly_from_step_cadence_checkpoints(tiny_config, tmp_path,
+                                                                      algorithm):
+    """GD checkpoints every checkpoint_every steps (not at every one-step epoch) and
+    evaluates every 10 steps; cut at step 11 it resumes from step 8, noise state included."""
+    cfg = tiny_config(**{"optim.algorithm": algorithm, "optim.gd_chunk": 500,
+                         "train.epochs": 21, "train.checkpoint_every": 4,
+                         "walk.preset": "economy"})
+    whole = train(cfg, tmp_path / "whole")
+    table = _table(whole.run_dir)
+    assert list(table["train_loss"].dropna().index) == [-1, 9, 19, 20]
+    stopped = train(cfg, tmp_path / "cut", halt_at_step=11)
+    with RunStore.open(stopped.run_dir) as s:
+        assert s.latest_checkpoint()[0] == 8
+    done = resume(stopped.run_dir)
+    assert done.status == "completed" and done.steps == 21 and done.final == whole.final
+    assert _table(done.run_dir).equals(table)
+    with RunStore.open(done.run_dir) as s, RunStore.open(whole.run_dir) as w:
+        ms, mw = s.latest_checkpoint()[1]["model"], w.latest_checkpoint()[1]["model"]
+    assert all(torch.equal(ms[k], mw[k]) for k in mw)
+
+
 def test_adam_by_name(tiny_config, tmp_path):
     result = train(tiny_config(**{"optim.optimizer": "Adam", "optim.lr": 0.01}), tmp_path)
     assert result.status == "completed" and result.final["train_acc"] > 0.5
