@@ -140,8 +140,8 @@ def build_trainer(cfg: RunConfig) -> Trainer:
     par = Parallel.from_env(device)  # one process unless under torchrun
     data = load_dataset(cfg.data)
     x, y = data.train.x.to(device), data.train.y.to(device)
-    augment = data.augment if cfg.data.augment else None
-    batches = Batches(x, y, cfg.optim, augment, cfg.train.seed, par.world)
+    batches = Batches(x, y, cfg.optim, data.augment if cfg.data.augment else None,
+                      cfg.train.seed, par.world)
     steps_per_epoch = batches.steps_per_epoch
     total_steps = cfg.train.epochs * steps_per_epoch
     if cfg.train.max_steps is not None:
@@ -150,16 +150,7 @@ def build_trainer(cfg: RunConfig) -> Trainer:
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
     optimizer = make_optimizer(cfg.optim, model.parameters())
-    heldout = data.val if len(data.val) else data.test
-    walk = Walk(model, build_probes(cfg.walk, steps_per_epoch),
-                probe_set=(data.probe.x.to(device), data.probe.y.to(device)),
-                heldout=(heldout.x[:cfg.data.probe_size].to(device),
-                         heldout.y[:cfg.data.probe_size].to(device)),
-                probe_batch=cfg.data.probe_batch, bn_policy=cfg.walk.bn_policy,
-                steps_per_epoch=steps_per_epoch, seed=cfg.train.seed + 2)
-    check_batchnorm_batches(cfg, model, len(y), len(data.probe),
-                            min(len(heldout), cfg.data.probe_size), bool(walk.probes))
-
+    walk = _build_walk(cfg, model, data, device, steps_per_epoch)
     loss_fn = F.cross_entropy  # the training loss, also for GD + noise's std
     n_chunks = math.ceil(len(y) / cfg.optim.gd_chunk) if batches.full_batch else 1
     transforms = gradient_transforms(cfg.optim, n_chunks,
@@ -172,9 +163,22 @@ def build_trainer(cfg: RunConfig) -> Trainer:
              "data_source": data.source,
              "sizes": {k: len(getattr(data, k)) for k in ("train", "val", "test", "probe")}}
     cadence = Cadence.of(cfg.train, steps_per_epoch, total_steps, batches.full_batch)
-    return Trainer(model, optimizer, batches, cadence,
-                   transforms=transforms, hooks=walk,
+    return Trainer(model, optimizer, batches, cadence, transforms=transforms, hooks=walk,
                    evaluate=partial(evaluate_splits, model, splits, device), loss_fn=loss_fn,
                    par=par, keep_checkpoints=cfg.train.keep_checkpoints, name=cfg.name,
                    progress=cfg.train.progress, facts=facts)
 
+
+def _build_walk(cfg: RunConfig, model, data, device, steps_per_epoch: int) -> Walk:
+    """The walk of `cfg.walk` on the fixed probe set and the head of the held-out split;
+    every batch it will normalise by is checked before anything runs."""
+    heldout = data.val if len(data.val) else data.test
+    n_heldout = min(len(heldout), cfg.data.probe_size)
+    walk = Walk(model, build_probes(cfg.walk, steps_per_epoch),
+                probe_set=(data.probe.x.to(device), data.probe.y.to(device)),
+                heldout=(heldout.x[:n_heldout].to(device), heldout.y[:n_heldout].to(device)),
+                probe_batch=cfg.data.probe_batch, bn_policy=cfg.walk.bn_policy,
+                steps_per_epoch=steps_per_epoch, seed=cfg.train.seed + 2)
+    check_batchnorm_batches(cfg, model, len(data.train), len(data.probe), n_heldout,
+                            bool(walk.probes))
+    return walk

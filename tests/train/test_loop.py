@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from sgdwalk.config import OptimConfig, TrainConfig
-from sgdwalk.train import NoHooks, Trainer, chain, clip_by_global_norm
+from sgdwalk.train import ClipByGlobalNorm, NoHooks, Trainer, chain
 from sgdwalk.train.batches import Batches
 from sgdwalk.train.cadence import Cadence
 
@@ -65,7 +65,7 @@ def _trainer(hooks=None, seed=0, total=6, clip=0.05):
     batches = Batches(x, y, cfg, augment=None, seed=1)
     cadence = Cadence.of(TrainConfig(), batches.steps_per_epoch, total)
     return Trainer(model, torch.optim.SGD(model.parameters(), lr=0.5), batches, cadence,
-                   transforms=chain(clip_by_global_norm(clip)),
+                   transforms=chain(ClipByGlobalNorm(clip)),
                    hooks=hooks(model) if hooks else NoHooks(), progress=False)
 
 

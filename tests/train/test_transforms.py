@@ -10,11 +10,8 @@ from sgdwalk.train.transforms import (
     AddIsotropicNoise,
     ClipByGlobalNorm,
     Scale,
-    add_isotropic_noise,
     chain,
-    clip_by_global_norm,
     gradient_transforms,
-    scale,
 )
 
 SHAPES = [(7, 3), (5,), (64, 32), (1,)]
@@ -32,14 +29,14 @@ def test_clip_by_global_norm_is_torch_clip_grad_norm_bit_for_bit(seed):
     for p, g in zip(params, grads):
         p.grad = g.clone()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
-    clip_by_global_norm(1.0).apply(grads, None)
+    ClipByGlobalNorm(1.0).apply(grads, None)
     assert all(torch.equal(p.grad, g) for p, g in zip(params, grads))
 
 
 def test_clip_bounds_the_global_norm_and_keeps_the_direction():
     grads = _grads(0, size=10.0)
     before = torch.cat([g.flatten() for g in grads])
-    clip_by_global_norm(0.5).apply(grads, None)
+    ClipByGlobalNorm(0.5).apply(grads, None)
     after = torch.cat([g.flatten() for g in grads])
     assert after.norm().item() == pytest.approx(0.5, rel=1e-5)
     assert torch.nn.functional.cosine_similarity(before, after, dim=0) > 1 - 1e-6
@@ -48,7 +45,7 @@ def test_clip_bounds_the_global_norm_and_keeps_the_direction():
 def test_scale_multiplies_every_gradient():
     grads = _grads(1)
     want = [4.0 * g for g in grads]
-    scale(4.0).apply(grads, None)
+    Scale(4.0).apply(grads, None)
     assert all(torch.equal(a, b) for a, b in zip(grads, want))
 
 
@@ -59,7 +56,7 @@ def _noise(std=0.3, seed=5):
         drawn.append(torch.randn(3, generator=generator))
         return std
 
-    return add_isotropic_noise(std_at, seed), drawn
+    return AddIsotropicNoise(std_at, seed), drawn
 
 
 def test_noise_adds_std_times_the_generators_normals_after_the_estimate():
@@ -97,7 +94,7 @@ def test_noise_state_through_a_checkpoint_continues_the_same_draws():
 
 
 def test_noise_of_std_zero_changes_nothing():
-    noise = add_isotropic_noise(lambda generator: 0.0, seed=1)
+    noise = AddIsotropicNoise(lambda generator: 0.0, seed=1)
     state = noise.init([])
     grads = _grads(4)
     before = [g.clone() for g in grads]
@@ -107,7 +104,7 @@ def test_noise_of_std_zero_changes_nothing():
 
 def test_chain_applies_in_order_and_keeps_one_state_each():
     noise, _ = _noise()
-    transforms = chain(scale(10.0), clip_by_global_norm(1.0), noise)
+    transforms = chain(Scale(10.0), ClipByGlobalNorm(1.0), noise)
     state = transforms.init([])
     assert len(state) == 3 and state[:2] == (None, None)
     grads = _grads(5)
@@ -121,7 +118,7 @@ def test_chain_applies_in_order_and_keeps_one_state_each():
     assert transforms.record(new) == {"noise_std": 0.3}
     # the order matters: clip then scale gives a norm of 10, scale then clip of 1
     other = _grads(5)
-    chain(clip_by_global_norm(1.0), scale(10.0)).apply(other, (None, None))
+    chain(ClipByGlobalNorm(1.0), Scale(10.0)).apply(other, (None, None))
     assert torch.cat([g.flatten() for g in other]).norm().item() == pytest.approx(10, rel=1e-5)
 
 

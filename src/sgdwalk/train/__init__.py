@@ -18,7 +18,7 @@ Nothing here imports the probes: the walk reaches the loop only as `StepHooks`.
 
 from sgdwalk.train.hooks import NoHooks, StepHooks
 from sgdwalk.train.loop import Outcome, Trainer
-from sgdwalk.train.transforms import add_isotropic_noise, chain, clip_by_global_norm, scale
+from sgdwalk.train.transforms import AddIsotropicNoise, ClipByGlobalNorm, Scale, chain
 
-__all__ = ["NoHooks", "Outcome", "StepHooks", "Trainer", "add_isotropic_noise", "chain",
-           "clip_by_global_norm", "scale"]
+__all__ = ["AddIsotropicNoise", "ClipByGlobalNorm", "NoHooks", "Outcome", "Scale", "StepHooks",
+           "Trainer", "chain"]

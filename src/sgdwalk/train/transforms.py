@@ -6,7 +6,7 @@ in place (torch's optimizers read them there), and the state is explicit: plain 
 tensors that go into every checkpoint, so a resumed run transforms exactly as an
 uninterrupted one. `record(state)` names values worth storing once with the run.
 
-    transforms = chain(scale(4.0), clip_by_global_norm(1.0), add_isotropic_noise(std_at, seed))
+    transforms = chain(Scale(4.0), ClipByGlobalNorm(1.0), AddIsotropicNoise(std_at, seed))
     state = transforms.init(params)                       # at theta_0
     state = transforms.apply([p.grad for p in params], state)   # every step
 
@@ -121,19 +121,6 @@ def chain(*transforms: Transform) -> Chain:
     return Chain(*transforms)
 
 
-def scale(factor: float) -> Scale:
-    return Scale(factor)
-
-
-def clip_by_global_norm(max_norm: float) -> ClipByGlobalNorm:
-    return ClipByGlobalNorm(max_norm)
-
-
-def add_isotropic_noise(std_at: Callable[[torch.Generator], float], seed: int,
-                        device: torch.device | str = "cpu") -> AddIsotropicNoise:
-    return AddIsotropicNoise(std_at, seed, device)
-
-
 def gradient_transforms(cfg: OptimConfig, n_chunks: int,
                         noise_std_at: Callable[[torch.Generator], float], seed: int,
                         device: torch.device | str = "cpu") -> Chain:
@@ -146,9 +133,9 @@ def gradient_transforms(cfg: OptimConfig, n_chunks: int,
     """
     steps = []
     if cfg.gd_sum_chunks and n_chunks > 1:
-        steps.append(scale(float(n_chunks)))
+        steps.append(Scale(float(n_chunks)))
     if cfg.clip_grad_norm is not None:
-        steps.append(clip_by_global_norm(cfg.clip_grad_norm))
+        steps.append(ClipByGlobalNorm(cfg.clip_grad_norm))
     if cfg.algorithm == "gd_noise":
-        steps.append(add_isotropic_noise(noise_std_at, seed, device))
+        steps.append(AddIsotropicNoise(noise_std_at, seed, device))
     return chain(*steps)
