@@ -117,7 +117,7 @@ class OptimConfig:
     noise: str = "matched"  # gd_noise: matched (SGD's total variance) | original (0.02 x max)
     noise_batch: int = 100  # gd_noise matched: the SGD batch size whose noise is matched
     noise_scale: float = 0.02  # gd_noise original: std = scale x max per-coordinate variance
-    noise_samples: int = 16  # mini-batches used to estimate the gradient noise at init
+    noise_samples: int = 16  # mini-batches whose training-loss gradients at theta_0 set the std
     clip_grad_norm: float | None = None  # clip the gradient's global norm; None: no clipping
 
     def __post_init__(self):
