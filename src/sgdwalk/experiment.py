@@ -27,7 +27,7 @@ from sgdwalk.errors import ConfigError
 from sgdwalk.models import build_model
 from sgdwalk.probes.presets import build_probes
 from sgdwalk.probes.walk import Walk
-from sgdwalk.runs import FollowerStore, create_run, finish_meta, open_run, run_dir_name
+from sgdwalk.store.identity import FollowerStore, create_run, finish_meta, open_run, run_dir_name
 from sgdwalk.train.batches import Batches
 from sgdwalk.train.cadence import Cadence
 from sgdwalk.train.distributed import Parallel

@@ -12,8 +12,8 @@ import pytest
 
 from sgdwalk.config import load_config
 from sgdwalk.experiment import train
-from sgdwalk.runs import run_dir_name
 from sgdwalk.store import RunStore, read_run
+from sgdwalk.store.identity import run_dir_name
 
 OVERRIDES = [
     "data.probe_size=128", "data.probe_batch=64", "model.widths=[32]",

@@ -70,7 +70,7 @@ def test_three_sweeps_of_one_study_at_once_train_each_run_exactly_once(small_stu
 
 HOLDER = """
 import sys
-from sgdwalk.runs import create_run
+from sgdwalk.store.identity import create_run
 from sgdwalk.studies import load_study
 from sgdwalk.experiment import build_trainer, run_trainer
 

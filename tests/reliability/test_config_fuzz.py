@@ -320,8 +320,8 @@ def test_valid_configs_round_trip_through_save_and_load(changes):
 
 
 def test_the_config_saved_with_a_run_loads_back_equal(tmp_path):
-    from sgdwalk.runs import create_run, run_id
     from sgdwalk.store import RunStore
+    from sgdwalk.store.identity import create_run, run_id
 
     cfg = replace(RunConfig(), **{k: v[-1] for k, v in VALID.items()
                                   if k not in ("walk.line_min",)})

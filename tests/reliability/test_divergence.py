@@ -8,8 +8,8 @@ import math
 import sqlite3
 
 from sgdwalk.config import load_config
-from sgdwalk.runs import run_dir_name
 from sgdwalk.store import RunStore, read_manifest, read_run
+from sgdwalk.store.identity import run_dir_name
 
 from .conftest import run_cli, sets
 

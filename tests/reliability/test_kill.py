@@ -12,8 +12,8 @@ import pytest
 
 from sgdwalk.config import load_config
 from sgdwalk.experiment import train
-from sgdwalk.runs import run_dir_name
 from sgdwalk.store import RunStore
+from sgdwalk.store.identity import run_dir_name
 
 from .conftest import kill_when, last_step, same_run, sets, tmp_files
 

@@ -17,8 +17,8 @@ import torch
 from sgdwalk.cli import main
 from sgdwalk.config import load_config
 from sgdwalk.experiment import train
-from sgdwalk.runs import run_dir_name
 from sgdwalk.store import RunStore, read_run, run_writer
+from sgdwalk.store.identity import run_dir_name
 from sgdwalk.store.metrics import MetricDb
 
 from .conftest import cli, equal_states, last_step, one_line_error, run_cli, same_run, sets

@@ -19,7 +19,7 @@ import sgdwalk
 from sgdwalk.cli import main
 from sgdwalk.config import load_config
 from sgdwalk.experiment import train
-from sgdwalk.runs import run_dir_name
+from sgdwalk.store.identity import run_dir_name
 
 from .conftest import one_line_error, run_cli, same_run
 

@@ -96,7 +96,7 @@ def test_a_run_killed_while_its_folder_was_created_trains_next_time(small_study,
     """A kill between writing config.toml/meta.json and creating the metric tables leaves
     an empty metrics.sqlite; the next sweep must train that run, not fail on it."""
     from sgdwalk.config import config_to_toml
-    from sgdwalk.runs import run_dir_name
+    from sgdwalk.store.identity import run_dir_name
 
     study = load_study(small_study(seeds=[1]))
     folder = tmp_path / "small" / run_dir_name(study.runs[0])

@@ -12,7 +12,7 @@ import pytest
 
 from sgdwalk.config import RunConfig, to_dict
 from sgdwalk.errors import ConfigError
-from sgdwalk.runs import run_dir_name, run_id
+from sgdwalk.store.identity import run_dir_name, run_id
 from sgdwalk.studies import load_study, study_names
 
 STUDIES = ("alignment", "barriers", "flatness", "lr-batch", "noise", "trajectory")
@@ -205,7 +205,7 @@ def test_paper_scale_follows_the_study_protocol():
 # (study, scale) -> (runs, digest of each run's variant, grid point and config values that
 # differ from RunConfig's defaults), computed at commit 9736082, before the scale tables
 # and --set shared one rule; "tiny" is the tests' shrunk cpu scale (the `tiny` fixture).
-# The run ids (sgdwalk.runs.run_id) were equal then too. A new config field with a default
+# The run ids (sgdwalk.store.identity.run_id) were equal then too. A new config field with a default
 # leaves the digests alone; a changed default of a key a study sets changes them.
 EXPANDED = {
     ("alignment", "cpu"): (8, "f5a2a37a08d7b51d"),

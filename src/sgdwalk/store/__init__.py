@@ -60,10 +60,11 @@ Reliability (each fault is a StoreError with one line; committed rows are never 
 | finished run, read-only folder | read as an immutable database                               |
 """
 
+from sgdwalk.store.folders import find_runs, run_meta, run_status, run_writer
+from sgdwalk.store.manifest import read_manifest, write_manifest
 from sgdwalk.store.metrics import SCHEMA_VERSION
 from sgdwalk.store.run import RunStore
-from sgdwalk.store.sweeps import read_manifest, run_meta, run_status, run_writer, write_manifest
-from sgdwalk.store.tables import export_run, find_runs, read_run, read_runs, run_info
+from sgdwalk.store.tables import export_run, read_run, read_runs, run_info
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -10,7 +10,7 @@ import tomllib
 
 from sgdwalk.errors import StoreError
 from sgdwalk.store.disk import fault, write_atomic
-from sgdwalk.store.run import CONFIG, METRICS, RunStore
+from sgdwalk.store.run import CONFIG, RunStore
 
 RUN_COLUMNS = ("run_id", "run_dir", "status")
 
@@ -121,19 +121,6 @@ def export_run(path, out, fmt: str | None = None) -> Path:
         raise fault(exc, f"export {out}", "create the output folder") from None
     write_atomic(out, write, f"export {out}")
     return out
-
-
-def find_runs(root) -> list[Path]:
-    """Run folders (holding config.toml and metrics.sqlite) at or under `root`, sorted."""
-    root = Path(root)
-    if not root.is_dir():
-        raise StoreError(f"find runs: expected an existing folder, got {root}")
-    found = []
-    for folder, dirs, files in os.walk(root, onerror=None):
-        if CONFIG in files and METRICS in files:
-            found.append(Path(folder))
-        dirs[:] = [d for d in dirs if d != "checkpoints"]
-    return sorted(found)
 
 
 def _flatten(table: dict, prefix: str = "") -> dict:

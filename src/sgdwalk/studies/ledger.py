@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sgdwalk.runs import now, run_dir_name, run_id
 from sgdwalk.store import read_manifest, run_meta, run_status, write_manifest
+from sgdwalk.store.identity import now, run_dir_name, run_id
 from sgdwalk.studies.expand import Study, StudyRun
 from sgdwalk.studies.worker import DONE, Outcome, RunTask
 

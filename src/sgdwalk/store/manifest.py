@@ -1,4 +1,4 @@
-"""Sweep folders: the manifest `sweep.json` of a study folder and read-only run status.
+"""The sweep manifest: `sweep.json`, the record a sweep keeps of its runs in a study folder.
 
 A sweep folder::
 
@@ -18,8 +18,7 @@ import json
 from pathlib import Path
 
 from sgdwalk.errors import StoreError
-from sgdwalk.store.disk import fault, lock_holder, write_text_atomic
-from sgdwalk.store.run import CONFIG, META, RunStore
+from sgdwalk.store.disk import fault, write_text_atomic
 
 MANIFEST = "sweep.json"
 
@@ -55,27 +54,3 @@ def read_manifest(root) -> dict | None:
     if not isinstance(data, dict):
         raise StoreError(f"sweep {root}: {MANIFEST}: expected an object, got {type(data)}")
     return data
-
-
-def run_meta(run_dir) -> dict:
-    """meta.json of a run folder, read without taking the writer lock."""
-    with RunStore.open(run_dir) as run:
-        return run.meta()
-
-
-def run_status(run_dir) -> str | None:
-    """The status recorded in a run folder's meta.json; None when there is no run there yet
-    (or only the start of one: a folder without its config or meta)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG).is_file() or not (run_dir / META).is_file():
-        return None
-    try:
-        return run_meta(run_dir).get("status")
-    except StoreError:
-        return None  # unreadable: training it again reports the real problem
-
-
-def run_writer(run_dir) -> str | None:
-    """The pid (text) of the process writing the run in `run_dir` now, or None when no
-    process holds its writer lock (a finished, stopped or killed run, or no run yet)."""
-    return lock_holder(Path(run_dir))

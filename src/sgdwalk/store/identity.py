@@ -1,4 +1,10 @@
-"""Run identity and run metadata: stable ids from configs, versions, status."""
+"""A run's identity: its id and folder name from its config, the provenance recorded in its
+meta.json, and the run folder a trainer opens by that identity (rank 0 writes it, the other
+ranks of a data-parallel run follow it).
+
+    run_id(config) = the first 12 hex digits of SHA-256(JSON of the config, keys sorted,
+                     cosmetic fields normalised)
+"""
 
 from __future__ import annotations
 
