@@ -23,3 +23,8 @@ class StoreError(SgdwalkError):
 
 class RunLockedError(StoreError):
     """A run is being written by another process (its writer lock is held)."""
+
+
+class IncompleteRunError(StoreError):
+    """A folder holds the start of a run but not a whole one (its maker was killed while
+    making it, before runs were made whole): readers of many runs skip it with a note."""

@@ -1,6 +1,7 @@
 """Run folders and the embedded metric store: the only code in sgdwalk that touches disk.
 
-A run folder::
+A run folder (made whole: filled under a hidden temporary name, `.RUN_DIR.tmp-PID.RANDOM`,
+then renamed into place, so a reader never finds half of one)::
 
     RUN_DIR/
       config.toml      the resolved config (TOML text from the caller), written once, atomically

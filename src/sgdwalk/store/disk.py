@@ -2,14 +2,18 @@
 
 Every write of a whole file goes to a temporary sibling first, is fsynced, then renamed over
 the target with `os.replace` and the folder is fsynced: a reader or a crash sees the old file
-or the new one, never half of one.
+or the new one, never half of one. A new run folder is made the same way, as a whole folder
+(`birth_name`; see `RunStore.create`).
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import glob
 import os
+import secrets
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -95,6 +99,34 @@ def write_text_atomic(path: Path, text: str, where: Path | str) -> None:
     write_atomic(path, lambda f: f.write(data), where)
 
 
+def birth_name(path: Path) -> Path:
+    """A new temporary sibling to make run folder `path` in before renaming it to `path`:
+    `.NAME.tmp-PID.RANDOM` (unique even for two makers in one process)."""
+    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}.{secrets.token_hex(4)}")
+
+
+def remove_stale_births(path: Path) -> None:
+    """Delete the temporary siblings of run folder `path` whose makers died before renaming
+    them into place: their pid is gone and no process holds their writer lock (a maker on
+    another machine keeps its lock, so its folder stays). A maker that fails while alive
+    removes its own."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}{TMP_MARK}*"):
+        pid = tmp.name.rpartition(TMP_MARK)[2].partition(".")[0]
+        if tmp.is_dir() and pid.isdigit() and not _alive(int(pid)) \
+                and lock_holder(tmp) is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def remove_stale_tmp(folder: Path) -> None:
     """Delete temporary files a crashed writer left behind (only call while holding the lock)."""
     for p in folder.glob(f".*{TMP_MARK}*"):
@@ -112,13 +144,14 @@ class WriterLock:
     writer never leaves a run locked.
     """
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, where: str | None = None):
         self.path = run_dir / LOCK_NAME
         self._fd: int | None = None
+        where = where or f"run {run_dir}"
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise fault(exc, f"run {run_dir}", "take the writer lock") from None
+            raise fault(exc, where, "take the writer lock") from None
         for attempt in range(_LOCK_TRIES):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -133,7 +166,7 @@ class WriterLock:
                     raise RunLockedError(
                         f"run {run_dir} is being written by another process (pid {holder})"
                     ) from None
-                raise fault(exc, f"run {run_dir}", "take the writer lock") from None
+                raise fault(exc, where, "take the writer lock") from None
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

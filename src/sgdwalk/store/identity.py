@@ -73,8 +73,8 @@ def create_run(config: RunConfig, out: str | Path):
 
     path = Path(out) / run_dir_name(config)
     if (path / "meta.json").exists():
-        # exist_ok reopens it: the same config is required, meta is kept, and a metric store
-        # left without tables by a kill during its creation gets them
+        # exist_ok reopens it: the same config is required and meta is kept (a folder left
+        # without metric tables by a kill, before runs were made whole, gets them)
         return RunStore.create(path, config_to_toml(config), {}, exist_ok=True)
     meta = {"run_id": run_id(config), "name": config.name, "seed": config.train.seed,
             "device": config.train.device, "status": "created", "started": now(),

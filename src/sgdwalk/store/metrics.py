@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sgdwalk.errors import StoreError
+from sgdwalk.errors import IncompleteRunError, StoreError
 from sgdwalk.store.disk import fault
 from sgdwalk.store.values import STORED_DTYPES, describe
 
@@ -86,7 +86,9 @@ class MetricDb:
             return
         missing = {"scalars", "vectors", "info"} - tables
         if missing:
-            raise StoreError(
+            # no table at all: the start of a store whose maker was killed, not a damaged one
+            error = IncompleteRunError if not tables else StoreError
+            raise error(
                 f"{self.file}: expected an sqlite metric store, got an sqlite database without "
                 f"the table(s) {', '.join(sorted(missing))}"
             )

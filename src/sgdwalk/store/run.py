@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
 
-from sgdwalk.errors import StoreError
+from sgdwalk.errors import IncompleteRunError, StoreError
 from sgdwalk.store import checkpoints
-from sgdwalk.store.disk import LOCK_NAME, WriterLock, fault, remove_stale_tmp, write_text_atomic
+from sgdwalk.store.disk import (
+    LOCK_NAME,
+    WriterLock,
+    birth_name,
+    fault,
+    fsync_dir,
+    remove_stale_births,
+    remove_stale_tmp,
+    write_text_atomic,
+)
 from sgdwalk.store.metrics import MetricDb
 from sgdwalk.store.values import MetricBuffer, check_step
 
@@ -47,9 +59,11 @@ class RunStore:
     def create(cls, path, config_text: str, meta: dict, exist_ok: bool = False) -> RunStore:
         """Make a run folder and open it for writing.
 
-        path: the run folder; created with its parents. An existing non-empty folder is refused
-        unless exist_ok, which reopens it to continue (resume): its config.toml must then hold
-        exactly `config_text`, and `meta` is merged into the existing meta.json.
+        path: the run folder; created with its parents. A new folder is made whole: filled
+        under a temporary name (config.toml, meta.json, the metric tables, checkpoints/) and
+        renamed into place, so no reader ever sees half of one. An existing non-empty folder
+        is refused unless exist_ok, which reopens it to continue (resume): its config.toml
+        must then hold exactly `config_text`, and `meta` is merged into the existing meta.json.
         config_text: the resolved config as TOML text, written once.
         meta: JSON-serialisable provenance (versions, seed, device, git revision, status...).
         """
@@ -63,10 +77,18 @@ class RunStore:
         meta_text = _meta_json(meta, where)
         if path.exists() and not path.is_dir():
             raise StoreError(f"{where}: expected a folder for the run, got an existing file")
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise fault(exc, where, "create the run folder") from None
+        if not _holds_anything(path, where):
+            made = _make_whole(path, config_text, meta_text, where)
+            if made is not None:
+                return cls(path, *made)
+            # else another process made this run an instant ago: continue it as existing
+        return cls._reopen(path, config_text, meta, exist_ok, where)
+
+    @classmethod
+    def _reopen(cls, path: Path, config_text: str, meta: dict, exist_ok: bool,
+                where: str) -> RunStore:
+        """Open an existing run folder to continue it (see `create`). A folder made before
+        runs were made whole may lack its metric tables or checkpoints/: they are added."""
         lock = WriterLock(path)
         try:
             remove_stale_tmp(path)  # a writer killed mid-write left them; we hold the lock
@@ -88,9 +110,8 @@ class RunStore:
             else:
                 write_text_atomic(config_file, config_text, where)
             if (path / META).exists():
-                merged = {**_read_meta(path / META, where), **meta}
-                meta_text = _meta_json(merged, where)
-            write_text_atomic(path / META, meta_text, where)
+                meta = {**_read_meta(path / META, where), **meta}
+            write_text_atomic(path / META, _meta_json(meta, where), where)
             db = MetricDb(path / METRICS, write=True, create=True)
             try:
                 (path / CHECKPOINTS).mkdir(exist_ok=True)
@@ -112,6 +133,10 @@ class RunStore:
             raise StoreError(
                 f"{where}: expected a run folder with {CONFIG} and {METRICS}, got "
                 f"{_describe_folder(path)}"
+            )
+        if not (path / META).is_file():
+            raise IncompleteRunError(
+                f"{where}: expected a run folder with {META}, got {_describe_folder(path)}"
             )
         lock = WriterLock(path) if write else None
         if lock is not None:
@@ -276,6 +301,59 @@ class RunStore:
         if self._db is None:
             raise StoreError(f"run {self.path}: expected an open store to read, got a closed one")
         return self._db
+
+
+def _holds_anything(path: Path, where: str) -> bool:
+    try:
+        return path.is_dir() and any(True for _ in path.iterdir())
+    except OSError as exc:
+        raise fault(exc, where, "list the run folder") from None
+
+
+def _make_whole(path: Path, config_text: str, meta_text: str, where: str):
+    """Fill a temporary sibling of `path` with a whole new run and rename it to `path`.
+
+    Returns (MetricDb, WriterLock) of the run now at `path`, or None when another process
+    renamed its own copy into place first (ours is then removed). The writer lock is taken
+    on the temporary folder and stays held through the rename (a lock follows the inode).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fault(exc, where, "create the run folder") from None
+    remove_stale_births(path)
+    tmp = birth_name(path)
+    try:
+        tmp.mkdir()
+    except OSError as exc:  # name the run folder, not its temporary name, to the user
+        raise fault(OSError(exc.errno, exc.strerror, str(path)), where,
+                    "create the run folder") from None
+    lock = None
+    try:
+        lock = WriterLock(tmp, where)
+        write_text_atomic(tmp / CONFIG, config_text, where)
+        write_text_atomic(tmp / META, meta_text, where)
+        MetricDb(tmp / METRICS, write=True, create=True).close()  # no -wal left to move
+        try:
+            (tmp / CHECKPOINTS).mkdir()
+        except OSError as exc:
+            raise fault(exc, where, "create the checkpoints folder") from None
+        fsync_dir(tmp)
+        try:
+            os.rename(tmp, path)  # replaces an empty folder; refuses a non-empty one
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise fault(exc, where, "move the new run folder into place") from None
+            lock.release()
+            shutil.rmtree(tmp, ignore_errors=True)
+            return None
+        fsync_dir(path.parent)
+        return MetricDb(path / METRICS, write=True), lock
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        shutil.rmtree(tmp, ignore_errors=True)  # a no-op once it has been renamed
+        raise
 
 
 def _read_text(file: Path, where: str) -> str:
