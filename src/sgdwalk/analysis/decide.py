@@ -96,16 +96,10 @@ def claims_dict(claims: list[Claim]) -> dict:
 
 def write_claims_json(claims: list[Claim], path) -> Path:
     """Write the claims as JSON (NaN -> null) to `path`, atomically; returns the path."""
-    from sgdwalk.store.disk import fault, write_text_atomic
+    from sgdwalk.store import write_artifact
 
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise fault(exc, path, "create the output folder") from None
     text = json.dumps(_plain(claims_dict(claims)), indent=2, allow_nan=False) + "\n"
-    write_text_atomic(path, text, f"claims {path}")
-    return path
+    return write_artifact(path, text, f"claims {path}")
 
 
 def _plain(v):

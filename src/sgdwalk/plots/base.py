@@ -68,18 +68,12 @@ def _render(fig: MplFigure, fmt: str) -> bytes:
 
 def save_figure(figure: Figure, out_dir) -> list[Path]:
     """Write NAME.png and NAME.pdf into `out_dir` (created), atomically; returns both paths."""
-    from sgdwalk.store.disk import fault, write_atomic
+    from sgdwalk.store import write_artifact
 
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise fault(exc, out, "create the figure folder") from None
     paths = []
     for fmt, data in (("png", figure.png()), ("pdf", figure.pdf())):
-        path = out / f"{figure.name}.{fmt}"
-        write_atomic(path, lambda f, d=data: f.write(d), f"figure {path}")
-        paths.append(path)
+        path = Path(out_dir) / f"{figure.name}.{fmt}"
+        paths.append(write_artifact(path, data, f"figure {path}"))
     return paths
 
 

@@ -51,7 +51,7 @@ def write_report(source, out=None, n_boot: int = N_BOOT, claims=None) -> Path:
     """Write the HTML report of `source` (a run folder, a folder of runs, or a Tables) to
     `out` (default: SOURCE/report.html); returns its path. claims: the claims already
     decided on `source` (default: decided here)."""
-    from sgdwalk.store.disk import fault, write_text_atomic
+    from sgdwalk.store import write_artifact
 
     t = as_tables(source)
     if out is None:
@@ -60,12 +60,7 @@ def write_report(source, out=None, n_boot: int = N_BOOT, claims=None) -> Path:
         out = Path(t.root) / "report.html"
     out = Path(out)
     text = render_report(t, n_boot=n_boot, claims=claims)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise fault(exc, out, "create the report folder") from None
-    write_text_atomic(out, text, f"report {out}")
-    return out
+    return write_artifact(out, text, f"report {out}")
 
 
 def render_report(t, n_boot: int = N_BOOT, claims=None) -> str:

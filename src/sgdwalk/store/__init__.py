@@ -61,6 +61,7 @@ Reliability (each fault is a StoreError with one line; committed rows are never 
 | finished run, read-only folder | read as an immutable database                               |
 """
 
+from sgdwalk.store.artifacts import write_artifact
 from sgdwalk.store.folders import find_runs, run_meta, run_status, run_writer
 from sgdwalk.store.manifest import read_manifest, write_manifest
 from sgdwalk.store.metrics import SCHEMA_VERSION
@@ -79,5 +80,6 @@ __all__ = [
     "run_meta",
     "run_status",
     "run_writer",
+    "write_artifact",
     "write_manifest",
 ]

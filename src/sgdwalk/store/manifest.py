@@ -18,26 +18,20 @@ import json
 from pathlib import Path
 
 from sgdwalk.errors import StoreError
-from sgdwalk.store.disk import fault, write_text_atomic
+from sgdwalk.store.artifacts import write_artifact
+from sgdwalk.store.disk import fault
 
 MANIFEST = "sweep.json"
 
 
 def write_manifest(root, manifest: dict) -> Path:
     """Write `root`/sweep.json atomically (creating `root`); returns its path."""
-    root = Path(root)
     where = f"sweep {root}"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise fault(exc, where, "create the sweep folder") from None
     try:
         text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
     except (TypeError, ValueError) as exc:
         raise StoreError(f"{where}: expected a JSON-serialisable manifest, got {exc}") from None
-    path = root / MANIFEST
-    write_text_atomic(path, text, where)
-    return path
+    return write_artifact(Path(root) / MANIFEST, text, where)
 
 
 def read_manifest(root) -> dict | None:

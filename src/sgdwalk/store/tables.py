@@ -9,7 +9,7 @@ import pandas as pd
 import tomllib
 
 from sgdwalk.errors import StoreError
-from sgdwalk.store.disk import fault, write_atomic
+from sgdwalk.store.artifacts import write_artifact
 from sgdwalk.store.run import CONFIG, RunStore
 
 RUN_COLUMNS = ("run_id", "run_dir", "status")
@@ -115,12 +115,7 @@ def export_run(path, out, fmt: str | None = None) -> Path:
         def write(f):
             f.write(table.to_csv(index=False).encode("utf-8"))
 
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise fault(exc, f"export {out}", "create the output folder") from None
-    write_atomic(out, write, f"export {out}")
-    return out
+    return write_artifact(out, write, f"export {out}")
 
 
 def _flatten(table: dict, prefix: str = "") -> dict:
