@@ -2,7 +2,7 @@
 
     from sgdwalk import Walk                 # the probes around any optimizer step
     from sgdwalk.experiment import train     # a run from its config: the study's trainers
-    from sgdwalk import load_sweep           # stored runs as one table
+    from sgdwalk import load                 # stored runs: .runs, .steps, .vectors(name)
 """
 
 __version__ = "0.1.0"
@@ -11,9 +11,9 @@ __version__ = "0.1.0"
 # torch or pandas until one of these is asked for).
 _EXPORTS = {
     "Walk": "sgdwalk.probes.walk",
+    "load": "sgdwalk.store",
     "load_config": "sgdwalk.config",
-    "load_sweep": "sgdwalk.studies.tables",
-    "load_vectors": "sgdwalk.studies.tables",
+    "load_vectors": "sgdwalk.store",
     "read_run": "sgdwalk.store",
 }
 __all__ = sorted(_EXPORTS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from sgdwalk.errors import SgdwalkError
 
@@ -22,6 +23,7 @@ EPILOG = """examples:
   sgdwalk claims runs/lr-batch               decide claims C1-C12 from stored runs
   sgdwalk report runs/lr-batch               one self-contained HTML file
   sgdwalk watch runs/default-1a2b3c4d5e6f    the report, refreshed while the run trains
+  sgdwalk export runs/default-1a2b3c4d5e6f --format parquet
 """
 
 
@@ -128,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=None, metavar="S",
                    help="seconds between checks of the store (default 2)")
     p.set_defaults(func=_cmd_watch)
+
+    p = sub.add_parser("export", help="write a run's scalar table as Parquet or CSV",
+                       description="Write the scalar rows of the run in RUN_DIR (column "
+                       "step, then one column per metric of docs/metrics.md) to a file "
+                       "other tools read.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--format", dest="fmt", choices=("parquet", "csv"), default=None,
+                   help="default: from the suffix of --out, else csv")
+    p.add_argument("--out", default=None, help="the file (default: RUN_DIR/scalars.FORMAT)")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 
@@ -210,19 +222,25 @@ def _cmd_sweep(args) -> int:
 
 def _cmd_claims(args) -> int:
     from sgdwalk.analysis import decide_claims, format_claims, write_claims_json
+    from sgdwalk.store import load
 
-    claims = decide_claims(args.dir)
+    results = load(args.dir)
+    claims = decide_claims(results)
     print(format_claims(claims))
-    path = write_claims_json(claims, args.json or f"{args.dir.rstrip('/')}/claims.json")
+    _print_notes(results.notes)
+    path = write_claims_json(claims, args.json or Path(args.dir) / "claims.json")
     print(f"claims written to: {path}")
     return 0
 
 
 def _cmd_report(args) -> int:
     from sgdwalk.plots.report import write_report
+    from sgdwalk.store import load
 
-    path = write_report(args.dir, args.out)
+    results = load(args.dir)
+    path = write_report(results, args.out or Path(args.dir) / "report.html")
     print(f"report: {path}")
+    _print_notes(results.notes)
     return 0
 
 
@@ -239,6 +257,20 @@ def _cmd_watch(args) -> int:
     finally:
         server.close()
     return 0
+
+
+def _cmd_export(args) -> int:
+    from sgdwalk.store import export_run
+
+    out = args.out or Path(args.run_dir) / f"scalars.{args.fmt or 'csv'}"
+    print(f"exported to: {export_run(args.run_dir, out, args.fmt)}")
+    return 0
+
+
+def _print_notes(notes) -> None:
+    """What the reader left out or skipped, so no run is dropped silently."""
+    for note in notes:
+        print(f"note: {note}")
 
 
 def _report(result) -> int:

@@ -23,8 +23,8 @@ from sgdwalk.analysis import (
     format_claims,
     write_claims_json,
 )
+from sgdwalk.analysis.frames import Tables
 from sgdwalk.analysis.synthetic import run_frame, sweep_tables
-from sgdwalk.analysis.tables import Tables
 
 N_BOOT = 300
 EPOCH_COLS = ("train_loss", "test_acc")

@@ -12,10 +12,10 @@ from sgdwalk.analysis import CONTRADICTED, INCONCLUSIVE, MISSING, SUPPORTED
 from sgdwalk.analysis.bootstrap import Draw
 from sgdwalk.analysis.claims_line import C1, C12
 from sgdwalk.analysis.engine import ClaimSpec, Inputs, PartSpec, Statistic, decide
+from sgdwalk.analysis.frames import Tables, series
 from sgdwalk.analysis.scope import seeds_by_condition, steps_used
 from sgdwalk.analysis.shares import count_blocks, flag_share, share, shares
 from sgdwalk.analysis.synthetic import run_frame
-from sgdwalk.analysis.tables import Tables, series
 from sgdwalk.errors import ConfigError
 
 N_BOOT = 200

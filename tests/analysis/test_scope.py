@@ -5,10 +5,9 @@ import numpy as np
 import pandas as pd
 
 from sgdwalk.analysis import SUPPORTED, decide_claims
+from sgdwalk.analysis.frames import Tables
 from sgdwalk.analysis.scope import claim_tables
 from sgdwalk.analysis.synthetic import run_frame
-from sgdwalk.analysis.tables import Tables, manifest_claims
-from sgdwalk.store import write_manifest
 
 N_BOOT = 200
 
@@ -60,15 +59,6 @@ def test_without_declared_claims_every_run_is_pooled():
     assert sorted(got["C12"].runs) == ["noise-gd", "traj-gd"]
     # the lr-batch run's steps drag the share down to about half
     assert got["C1"].verdict != SUPPORTED and got["C1"].parts[0].value < 0.6
-
-
-def test_manifest_claims_come_from_each_study_folder(tmp_path):
-    for study, ids in (("trajectory", ["C1", "C2"]), ("noise", ["C9"])):
-        write_manifest(tmp_path / study, {"study": study, "claims": ids, "runs": []})
-    (tmp_path / "loose").mkdir()
-    dirs = [tmp_path / "trajectory" / "run-a", tmp_path / "noise" / "run-b",
-            tmp_path / "loose" / "run-c"]
-    assert manifest_claims(dirs) == {"trajectory": ("C1", "C2"), "noise": ("C9",)}
 
 
 def test_claim_tables_hold_the_runs_meant_for_the_claim_and_their_vectors():

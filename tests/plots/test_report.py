@@ -9,11 +9,12 @@ import subprocess
 
 import pytest
 
-from sgdwalk.analysis import load
+from sgdwalk.analysis import Tables
 from sgdwalk.analysis.synthetic import sweep_tables, write_runs
 from sgdwalk.cli import main
 from sgdwalk.plots import Figure, make_figures
 from sgdwalk.plots.report import write_report
+from sgdwalk.store import load
 
 N_BOOT = 100
 IMG = re.compile(r"<img src='data:image/png;base64,([A-Za-z0-9+/=]+)'")
@@ -28,7 +29,7 @@ def sweep_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def report(sweep_dir):
-    return write_report(sweep_dir, n_boot=N_BOOT)
+    return write_report(load(sweep_dir), n_boot=N_BOOT)
 
 
 def test_report_is_one_self_contained_file(report, sweep_dir):
@@ -40,7 +41,7 @@ def test_report_is_one_self_contained_file(report, sweep_dir):
                      "href='http", 'href="http', "<iframe"):
         assert external not in lower, external
     images = IMG.findall(text)
-    n_figures = sum(isinstance(f, Figure) for f in make_figures(load(sweep_dir)))
+    n_figures = sum(isinstance(f, Figure) for f in make_figures(Tables(load(sweep_dir))))
     assert len(images) == n_figures == text.count("<img") == 9
     for data in images:
         assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
@@ -98,6 +99,59 @@ def test_report_on_a_really_trained_run(tmp_path, tiny_config, capsys):
     import torch
 
     assert torch.__version__ in versions
+
+
+def test_report_of_a_run_written_from_ones_own_loop(tmp_path, capsys):
+    """Issue 12: a RunStore sink with only the walk's values (no epochs, no preset config)
+    gave `ValueError: cannot convert float NaN to integer`; now what it stored is drawn."""
+    import torch
+
+    from sgdwalk import Walk
+    from sgdwalk.store import RunStore
+
+    torch.manual_seed(0)
+    x = torch.randn(128, 8)
+    y = (x[:, 0] > 0).long()
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    run = tmp_path / "own" / "run"
+    with RunStore.create(run, "", {}) as store:
+        walk = Walk(model, probes="line", probe_set=(x[:64], y[:64]), sink=store.log)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for i in range(12):
+            walk.step(optimizer, x[8 * i:8 * i + 32], y[8 * i:8 * i + 32])
+    assert main(["report", str(run)]) == 0
+    text = (run / "report.html").read_text()
+    for drawn in ("strip", "line_heatmap", "distance"):  # the line curves, dist_init
+        assert f"<figure id='fig-{drawn}'>" in text
+    assert main(["claims", str(run)]) == 0
+    assert re.search(r"^C2 +(supported|contradicted|inconclusive) ", capsys.readouterr().out,
+                     re.M)
+
+
+def test_a_copied_and_an_unfinished_run_change_no_claim_and_are_noted(tmp_path, capsys):
+    """Issue 16: a run folder copied into a sweep root crashed claims and report, two copies
+    doubled its steps, an unfinished run counted as a full one. Now: the same claims as the
+    clean sweep, and a note for each."""
+    t = sweep_tables(epochs=2, lrs=(0.1, 0.2), batch_sizes=(32, 64), seeds=1)
+    clean, dirty = tmp_path / "clean", tmp_path / "dirty"
+    write_runs(t, clean)
+    runs = write_runs(t, dirty)
+    shutil.copytree(runs[0], tmp_path / "dirty" / "nested" / runs[0].name)  # a copy
+    unfinished = sweep_tables(epochs=2, lrs=(0.4,), batch_sizes=(32,), seeds=1)
+    write_runs(unfinished.subset(["sgd-lr0.4-b32-s0"]), tmp_path / "partial")
+    shutil.move(tmp_path / "partial" / "sgd-lr0.4-b32-s0", dirty / "sgd-lr0.4-b32-s0")
+    meta = dirty / "sgd-lr0.4-b32-s0" / "meta.json"
+    meta.write_text(meta.read_text().replace('"completed"', '"running"'))
+    for root in (clean, dirty):
+        assert main(["claims", str(root), "--json", str(root / "c.json")]) == 0
+        assert main(["report", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"note: run {runs[0].name} found 2 times: read {runs[0].name}, left out " \
+           f"nested/{runs[0].name}" in out
+    assert "note: left out unfinished runs: sgd-lr0.4-b32-s0 (running, " in out
+    got = json.loads((dirty / "c.json").read_text())["claims"]
+    assert got == json.loads((clean / "c.json").read_text())["claims"]
+    assert "left out unfinished runs" in (dirty / "report.html").read_text()
 
 
 def test_commands_on_a_folder_without_runs_fail_with_one_line(tmp_path, capsys):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from sgdwalk import load_sweep
+from sgdwalk import load
 from sgdwalk.store import RunStore, find_runs, read_manifest
 from sgdwalk.studies import load_study, run_sweep
 
@@ -23,7 +23,7 @@ SUMMARY = re.compile(r"(\d+) runs: .*; (\d+) already done(?:; (\d+) finished by 
 
 
 def _rows(root):
-    table = load_sweep(root).drop(columns=["run_dir"])
+    table = load(root).table().drop(columns=["run_dir"])
     return table.sort_values(["run_id", "step"]).reset_index(drop=True)
 
 

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from sgdwalk import load_sweep
+from sgdwalk import load
 from sgdwalk.store import RunStore, find_runs, read_manifest
 from sgdwalk.studies import load_study, run_sweep
 
@@ -39,7 +39,7 @@ def _running(root) -> int:
 
 
 def _rows(root):
-    table = load_sweep(root).drop(columns=["run_dir"])
+    table = load(root).table().drop(columns=["run_dir"])
     return table.sort_values(["run_id", "step"]).reset_index(drop=True)
 
 

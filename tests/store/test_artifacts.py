@@ -62,8 +62,8 @@ def test_a_read_only_folder_is_one_line_and_writes_nothing(tmp_path, monkeypatch
 def test_every_file_outside_the_run_stores_goes_through_write_artifact(tmp_path, monkeypatch):
     """sweep.json, claims.json, figures, report.html and exported tables."""
     from sgdwalk.analysis import write_claims_json
+    from sgdwalk.analysis.frames import Tables
     from sgdwalk.analysis.synthetic import run_frame
-    from sgdwalk.analysis.tables import Tables
     from sgdwalk.analysis.verdict import Claim
     from sgdwalk.plots import make_figures, save_figure
     from sgdwalk.plots.report import write_report

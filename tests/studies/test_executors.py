@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from sgdwalk import load_sweep
+from sgdwalk import load
 from sgdwalk.cli import main
 from sgdwalk.store import RunStore, find_runs, read_manifest, run_writer
 from sgdwalk.studies import load_study, run_sweep
@@ -125,7 +125,7 @@ def _when(ready, proc, timeout=240):
 
 
 def _rows(root):
-    table = load_sweep(root).drop(columns=["run_dir"])
+    table = load(root).table().drop(columns=["run_dir"])
     return table.sort_values(["run_id", "step"]).reset_index(drop=True)
 
 

@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from sgdwalk import load_sweep
+from sgdwalk import load
 from sgdwalk.studies import load_study, run_sweep, study_names
 
 SMALL = ["train.max_steps=1", "train.device=cpu", "data.probe_size=16", "data.probe_batch=8",
@@ -28,7 +28,7 @@ def test_paper_scale_takes_one_step_on_fixture_data(name, paper_data, tmp_path, 
     result = run_sweep(study, tmp_path, progress=False)
     assert result.ok, result.summary()
     assert all(r.steps == 1 for r in result.records)
-    table = load_sweep(result.root)
+    table = load(result.root).table()
     assert set(table["data.name"]) == {dataset} and set(table["scale"]) == {"paper"}
     assert set(table["model.name"]) <= {"vgg11", "mlp"}
     if dataset == "mnist":

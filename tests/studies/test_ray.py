@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sgdwalk import load_sweep
+from sgdwalk import load
 from sgdwalk.store import read_manifest
 from sgdwalk.studies import load_study, run_sweep
 
@@ -19,9 +19,9 @@ def test_ray_runs_a_two_run_sweep_like_the_local_backend(small_study, tmp_path):
     assert not ray.is_initialized()  # the instance it started is shut down again
     manifest = read_manifest(result.root)
     assert manifest["backend"] == "ray" and len(manifest["runs"]) == 2
-    table = load_sweep(result.root)
+    table = load(result.root).table()
     # the local pool gives each run the same torch threads (cores // workers) as Ray does
-    local = load_sweep(run_sweep(study, tmp_path / "local", workers=2, progress=False).root)
+    local = load(run_sweep(study, tmp_path / "local", workers=2, progress=False).root).table()
     assert sorted(table["run_id"].unique()) == sorted(local["run_id"].unique())
     assert len(table) == len(local) == 2 * 13 and set(table["study"]) == {"small"}
     key = ["run_id", "step"]

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from sgdwalk import load_sweep
+from sgdwalk import load
 from sgdwalk.errors import StoreError
 from sgdwalk.store import RunStore, find_runs, read_manifest
 from sgdwalk.studies import load_study, run_sweep
@@ -49,7 +49,7 @@ def _metas(root) -> dict:
 
 
 def _rows(root):
-    table = load_sweep(root).drop(columns=["run_dir"])
+    table = load(root).table().drop(columns=["run_dir"])
     return table.sort_values(["run_id", "step"]).reset_index(drop=True)
 
 
@@ -106,4 +106,4 @@ def test_a_run_killed_while_its_folder_was_created_trains_next_time(small_study,
     (folder / "metrics.sqlite").write_bytes(b"")
     result = run_sweep(study, tmp_path, progress=False)
     assert result.ok and result.records[0].status == "completed"
-    assert len(load_sweep(result.root)) == 13
+    assert len(load(result.root).table()) == 13

@@ -50,7 +50,7 @@ def test_each_study_runs_tiny_and_records_what_its_claims_need(name, tiny, tmp_p
     assert result.ok, result.summary()
     assert [r.status for r in result.records] == ["completed"] * len(study)
     assert result.root == tmp_path / name
-    table = sgdwalk.load_sweep(result.root)
+    table = sgdwalk.load(result.root).table()
     assert table["run_id"].nunique() == len(study) >= 2
     assert set(table["study"]) == {name} and set(table["scale"]) == {"cpu"}
     assert set(table["variant"]) == {e.variant for e in study.entries}
@@ -64,7 +64,7 @@ def test_each_study_runs_tiny_and_records_what_its_claims_need(name, tiny, tmp_p
 def test_trajectory_measures_sgd_and_gd_on_both_axes(tiny, tmp_path):
     result = run_sweep(load_study("trajectory", overrides=tiny("trajectory")), tmp_path,
                        progress=False)
-    table = sgdwalk.load_sweep(result.root)
+    table = sgdwalk.load(result.root).table()
     spe = table.groupby("variant")["steps_per_epoch"].first()
     assert spe["gd"] == 1 and spe["sgd"] == 1257 // 32
     gd = table[table["variant"] == "gd"]
@@ -73,7 +73,7 @@ def test_trajectory_measures_sgd_and_gd_on_both_axes(tiny, tmp_path):
 
 def test_noise_study_adds_noise_only_to_the_gd_noise_variants(tiny, tmp_path):
     result = run_sweep(load_study("noise", overrides=tiny("noise")), tmp_path, progress=False)
-    table = sgdwalk.load_sweep(result.root)
+    table = sgdwalk.load(result.root).table()
     std = table[table["step"] == -1].set_index("variant")["noise_std"]
     assert std["gd-matched"] > 0 and std["gd-original"] > 0
     assert np.isnan(std["sgd"]) and np.isnan(std["gd"])
@@ -111,7 +111,7 @@ def test_a_diverging_run_is_recorded_and_the_sweep_goes_on(small_study, tmp_path
     assert "diverged small-huge-s1 at step" in result.summary()
     manifest = read_manifest(result.root)
     assert [r["status"] for r in manifest["runs"]] == ["completed", "diverged"]
-    table = sgdwalk.load_sweep(result.root)
+    table = sgdwalk.load(result.root).table()
     huge = table[table["variant"] == "huge"]
     assert set(huge["status"]) == {"diverged"} and huge["diverged"].max() == 1
     assert not np.isfinite(huge["loss"].iloc[-1])
@@ -133,11 +133,11 @@ def test_a_failing_run_is_recorded_with_its_error_and_the_sweep_goes_on(small_st
     assert rows[0]["status"] == "failed" and rows[0]["error"] == broken.error
 
 
-def test_load_sweep_columns_and_epoch_axis(small_study, tmp_path):
+def test_load_columns_and_epoch_axis(small_study, tmp_path):
     study = load_study(small_study(steps=45), overrides=["optim.batch_size=32",
                                                             "train.epochs=2"])
     run_sweep(study, tmp_path, progress=False)
-    table = sgdwalk.load_sweep(tmp_path)  # a folder of study folders works too
+    table = sgdwalk.load(tmp_path).table()  # a folder of study folders works too
     assert list(table.columns[:7]) == ["run_id", "run_dir", "status", "study", "variant",
                                        "scale", "steps_per_epoch"]
     assert {"optim.lr", "optim.batch_size", "train.seed", "config.name"} <= set(table.columns)
@@ -147,7 +147,7 @@ def test_load_sweep_columns_and_epoch_axis(small_study, tmp_path):
     ends = table.dropna(subset=["epoch"])
     np.testing.assert_array_equal(ends["epochs_done"], ends["epoch"])  # 0 at -1, 1 at 38
     assert table.groupby("run_id").size().eq(46).all()  # theta_0 row + 45 updates
-    one = sgdwalk.load_sweep(find_runs(tmp_path)[0])  # one run folder
+    one = sgdwalk.load(find_runs(tmp_path)[0]).table()  # one run folder
     assert one["run_id"].nunique() == 1 and one["study"].iloc[0] == "small"
     layers = sgdwalk.load_vectors(tmp_path / "small", "dist_init_layers")
     assert list(layers.columns[:3]) == ["run_id", "step", "v0"]

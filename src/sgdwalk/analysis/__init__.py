@@ -1,11 +1,12 @@
 """Claims C1-C12 and per-run summaries, decided from tables (never from torch objects).
 
-    decide_claims(dir_or_table) -> [Claim]   each claim: statistic, effect, 95% bootstrap
+    decide_claims(results) -> [Claim]        each claim: statistic, effect, 95% bootstrap
                                              interval, verdict, runs and steps used
     format_claims(claims) -> str             the terminal table
     write_claims_json(claims, path) -> Path  the same as JSON
     summarize_runs(table) -> DataFrame       one row per run
-    load(dir) -> Tables                      a run or a folder of runs as tables
+    Tables(results) -> Tables                what claims read: sgdwalk.store.load(dir)'s
+                                             Results with conditions and labels
 
 Each claim is a declarative ClaimSpec (claims_*.py) decided by one engine (engine.py):
 eligible runs -> inputs -> hierarchical block bootstrap -> parts -> verdict. The verdict
@@ -19,8 +20,8 @@ from sgdwalk.analysis.decide import (
     format_claims,
     write_claims_json,
 )
+from sgdwalk.analysis.frames import Tables
 from sgdwalk.analysis.summary import summarize_runs
-from sgdwalk.analysis.tables import Tables, load
 from sgdwalk.analysis.verdict import (
     CONTRADICTED,
     INCONCLUSIVE,
@@ -42,7 +43,6 @@ __all__ = [
     "claims_dict",
     "decide_claims",
     "format_claims",
-    "load",
     "summarize_runs",
     "write_claims_json",
 ]

@@ -15,9 +15,7 @@ import numpy as np
 
 from sgdwalk.analysis.bootstrap import IDENTITY, Blocks, nanmean
 from sgdwalk.analysis.engine import ClaimSpec, Inputs, PartSpec, Statistic
-from sgdwalk.analysis.scope import seeds_by_condition, steps_used
-from sgdwalk.analysis.shares import count_blocks, counts, pooled, shares
-from sgdwalk.analysis.tables import (
+from sgdwalk.analysis.frames import (
     Tables,
     at_epoch_ends,
     epochs_completed,
@@ -25,6 +23,8 @@ from sgdwalk.analysis.tables import (
     has_data,
     pick_line_source,
 )
+from sgdwalk.analysis.scope import seeds_by_condition, steps_used
+from sgdwalk.analysis.shares import count_blocks, counts, pooled, shares
 
 BARRIER_SHARE = 0.05  # C6, C7: "a non-trivial share" of (t, k) with a barrier
 RISE_SHARE = 0.01  # C6: "non-monotone": share of steps whose floor loss rises beyond eps

@@ -15,8 +15,8 @@ import numpy as np
 from sgdwalk.analysis.bootstrap import IDENTITY, nanmean, rel_diff, spearman
 from sgdwalk.analysis.engine import ClaimSpec, Inputs, PartSpec, Statistic
 from sgdwalk.analysis.families import N_ITER_CHECKPOINTS
+from sgdwalk.analysis.frames import Tables, family_key, height_column, series, value_at
 from sgdwalk.analysis.scope import steps_used
-from sgdwalk.analysis.tables import Tables, family_key, height_column, series, value_at
 
 FINAL_FRACTION = 0.25  # "final": measurements in the last quarter of the measured steps...
 FINAL_MIN = 3  # ...extended to the last 3 when fewer, within the last half of the span

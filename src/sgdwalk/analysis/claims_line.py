@@ -13,9 +13,9 @@ import numpy as np
 
 from sgdwalk.analysis.bootstrap import IDENTITY
 from sgdwalk.analysis.engine import ClaimSpec, Inputs, PartSpec, Statistic
+from sgdwalk.analysis.frames import Tables, has_data, pick_line_source, series
 from sgdwalk.analysis.scope import seeds_by_condition, steps_used
 from sgdwalk.analysis.shares import count_blocks, shares
-from sgdwalk.analysis.tables import Tables, has_data, pick_line_source, series
 
 MIN_GROUP = 10  # line curves per analysed epoch (sparser epochs are merged)
 SHARE = 0.5  # C1, C2: "most steps"

@@ -26,8 +26,7 @@ from sgdwalk.analysis.families import (
     per_run,
     with_data,
 )
-from sgdwalk.analysis.scope import steps_used
-from sgdwalk.analysis.tables import (
+from sgdwalk.analysis.frames import (
     BATCH,
     LR,
     Tables,
@@ -36,6 +35,7 @@ from sgdwalk.analysis.tables import (
     has_data,
     height_column,
 )
+from sgdwalk.analysis.scope import steps_used
 
 MIN_DIFF = 0.1  # C5: relative difference (|a - b| / mean) below which two runs count as equal
 

@@ -14,8 +14,9 @@ from sgdwalk.analysis.claims_final import C8, C9
 from sgdwalk.analysis.claims_line import C1, C2, C10, C12
 from sgdwalk.analysis.claims_sweep import C3, C4, C5, C11
 from sgdwalk.analysis.engine import decide
-from sgdwalk.analysis.tables import Tables, load
+from sgdwalk.analysis.frames import Tables
 from sgdwalk.analysis.verdict import MISSING, Claim
+from sgdwalk.store.results import Results
 
 # id -> spec, in the order of PAPER.md (claim i bootstraps with default_rng([seed, i]))
 CLAIMS = {spec.id: spec for spec in (C1, C2, C3, C4, C5, C6, C7, C8, C9, C10, C11, C12)}
@@ -24,18 +25,22 @@ SEED = 0  # seed of the bootstrap generators (one per claim: default_rng([SEED, 
 
 
 def as_tables(source) -> Tables:
-    """A Tables from a run / sweep folder, a runs x steps DataFrame, or a Tables."""
+    """A Tables from a Tables, a store's Results (`sgdwalk.store.load(dir)`) or a runs x
+    steps DataFrame; analysis reads no files."""
     if isinstance(source, Tables):
         return source
+    if isinstance(source, Results):
+        return Tables(source)
     if isinstance(source, pd.DataFrame):
         return Tables.from_frames(source)
-    return load(source)
+    raise TypeError(f"expected Tables, Results or a DataFrame, got {type(source).__name__} "
+                    "(read a folder with sgdwalk.store.load)")
 
 
 def decide_claims(source, n_boot: int = N_BOOT, seed: int = SEED,
                   only: list[str] | None = None) -> list[Claim]:
-    """Decide each claim of PAPER.md whose inputs exist in `source` (a run folder, a folder
-    of runs, a runs x steps DataFrame or a Tables); the others come back as MISSING with
+    """Decide each claim of PAPER.md whose inputs exist in `source` (a Tables, a store's
+    Results or a runs x steps DataFrame); the others come back as MISSING with
     what they would need. Deterministic: claim i bootstraps with default_rng([seed, i]).
     only: claim ids to decide (default all, in order C1..C12)."""
     t = as_tables(source)

@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 
 from sgdwalk.analysis.bootstrap import Estimate, estimate
+from sgdwalk.analysis.frames import Tables
 from sgdwalk.analysis.scope import eligible, excluded_note
-from sgdwalk.analysis.tables import Tables
 from sgdwalk.analysis.verdict import Claim, Part
 from sgdwalk.errors import ConfigError
 

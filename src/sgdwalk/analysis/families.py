@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sgdwalk.analysis.bootstrap import pair_signs
-from sgdwalk.analysis.tables import (
+from sgdwalk.analysis.frames import (
     Tables,
     at_epoch_ends,
     epochs_completed,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sgdwalk.analysis.tables import Tables, series
+from sgdwalk.analysis.frames import Tables, series
 
 
 def meant_for(t: Tables, cid: str | None) -> pd.DataFrame:

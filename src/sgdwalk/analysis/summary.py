@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 
 from sgdwalk.analysis.claims_barrier import barrier_flags, barrier_ks
-from sgdwalk.analysis.shares import flag_share
-from sgdwalk.analysis.tables import (
+from sgdwalk.analysis.frames import (
     Tables,
     at_epoch_ends,
     epochs_completed,
@@ -17,6 +16,7 @@ from sgdwalk.analysis.tables import (
     series,
     value_at,
 )
+from sgdwalk.analysis.shares import flag_share
 
 EVALS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sgdwalk.analysis.tables import Tables
+from sgdwalk.analysis.frames import Tables
 
 GRID = np.linspace(-0.25, 1.25, 13)  # contains 0 and 1 (spacing 0.125)
 

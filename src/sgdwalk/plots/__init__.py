@@ -1,11 +1,14 @@
 """Figures from tables (never imports torch); `report.write_report` assembles the HTML.
 
-Each figure function takes a `sgdwalk.analysis.Tables` and returns a `Figure` (matplotlib
-figure, title, one-sentence caption; `save_figure` writes NAME.png and NAME.pdf) or a
-`Skipped` naming the missing inputs.
+Each figure function takes a `sgdwalk.analysis.Tables` (data frames only, read by
+`sgdwalk.store.load`) and returns a `Figure` (matplotlib figure, title, one-sentence caption;
+`save_figure` writes NAME.png and NAME.pdf through the store) or a `Skipped` naming the
+missing inputs.
 """
 
 from __future__ import annotations
+
+import math
 
 from sgdwalk.plots.base import Figure, Skipped, save_figure
 from sgdwalk.plots.compare import algorithms, barrier_map
@@ -37,7 +40,8 @@ def make_figures(tables) -> list[Figure | Skipped]:
     lines = of("strip")
     out = [strip(lines)]
     found = line_run(lines)
-    if found is not None:
+    if found is not None and math.isfinite(lines.runs.loc[found[0], "steps_per_epoch"]):
+        # a second strip at the last epoch; a run without epochs (one's own loop) has one
         r, _, curves, _ = found
         spe = lines.runs.loc[r, "steps_per_epoch"]
         last = int(curves.index.max() // spe + 1)

@@ -1,6 +1,6 @@
 """What every figure shares: the result types, saving, and a few drawing helpers.
 
-A figure function takes a `Tables` (sgdwalk.analysis.tables) and returns a `Figure` (a
+A figure function takes a `Tables` (sgdwalk.analysis.frames) and returns a `Figure` (a
 matplotlib figure, its title and a one-sentence caption on how to read it) or a `Skipped`
 (why it could not be drawn). Figures are built with `matplotlib.figure.Figure` directly,
 never pyplot, so no global state is touched and the Agg canvas is used everywhere.

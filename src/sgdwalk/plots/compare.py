@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 
 from sgdwalk.analysis.claims_barrier import barrier_ks, eps_source
-from sgdwalk.analysis.tables import Tables, has_data, height_column
+from sgdwalk.analysis.frames import Tables, has_data, height_column
 from sgdwalk.plots.base import Skipped, finish, new_figure
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sgdwalk.analysis.tables import LINE_SOURCES, Tables
+from sgdwalk.analysis.frames import LINE_SOURCES, Tables
 from sgdwalk.plots.base import Skipped, finish, new_figure
 
 

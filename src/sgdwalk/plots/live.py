@@ -49,10 +49,11 @@ def report_html(root) -> str:
 
     The live view's only call into the report code: re-point it here when the report's
     entry point moves."""
-    from sgdwalk.analysis import load
+    from sgdwalk.analysis import Tables
     from sgdwalk.plots.report import render_report
+    from sgdwalk.store import load
 
-    return render_report(load(root))
+    return render_report(Tables(load(root)))
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,10 @@ VERSION_KEYS = ("sgdwalk", "torch", "python", "numpy", "git_revision")
 
 
 def write_report(source, out=None, n_boot: int = N_BOOT, claims=None) -> Path:
-    """Write the HTML report of `source` (a run folder, a folder of runs, or a Tables) to
-    `out` (default: SOURCE/report.html); returns its path. claims: the claims already
-    decided on `source` (default: decided here)."""
+    """Write the HTML report of `source` (a store's Results, from `sgdwalk.store.load(dir)`,
+    or a Tables) to `out` (default: DIR/report.html) through the store's one artifact
+    writer; returns its path. claims: the claims already decided on `source` (default:
+    decided here)."""
     from sgdwalk.store import write_artifact
 
     t = as_tables(source)
@@ -80,7 +81,7 @@ def render_report(t, n_boot: int = N_BOOT, claims=None) -> str:
         "verdict are in docs/claims.md.</p>",
         "<h2 id='claims-section'>Claims</h2>", _claims_table(claims),
         "<h2>Figures</h2>", *(_figure(f) for f in figures),
-        "<h2>Runs</h2>", _runs_table(summary),
+        "<h2>Runs</h2>", _notes(t.notes), _runs_table(summary),
         "<h2>Configs</h2>", *_configs(t),
         "<h2>Versions</h2>", _versions(t),
     ]
@@ -141,6 +142,14 @@ def _figure(f) -> str:
     return (f"<figure id='fig-{e(f.name)}'><img src='data:image/png;base64,{data}' "
             f"alt='{e(f.title)}'><figcaption><strong>{e(f.title)}.</strong> "
             f"{e(f.caption)}</figcaption></figure>")
+
+
+def _notes(notes) -> str:
+    """What the reader left out or skipped (copies, unfinished runs, half-made folders)."""
+    if not notes:
+        return ""
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f"<ul id='notes'>{items}</ul>"
 
 
 def _status_counts(summary: pd.DataFrame) -> str:

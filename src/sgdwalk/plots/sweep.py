@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sgdwalk.analysis.tables import Tables, height_column
+from sgdwalk.analysis.frames import Tables, height_column
 from sgdwalk.plots.base import LINESTYLES, Skipped, colors, finish, new_figure
 
 
@@ -86,15 +86,15 @@ def distance(t: Tables):
                        "cheap)")
     by_step = condition_curves(t, runs, "dist_init", "step")
     first = runs.groupby("condition").first()
-    bs = sorted(first["batch_size"].unique())
-    lrs = sorted(first["lr"].unique())
+    b_of = first["batch_size"].fillna(0)  # 0: not recorded (a run from one's own loop)
+    lr_of = first["lr"].fillna(0)
+    bs, lrs = sorted(b_of.unique()), sorted(lr_of.unique())
     cs = dict(zip(bs, colors(len(bs))))
     fig, (a1, a2) = new_figure(1, 2, height=4.2, sharey=True)
     for c in by_epoch:
-        row = first.loc[c]
-        style = dict(color=cs[row["batch_size"]],
-                     ls=LINESTYLES[lrs.index(row["lr"]) % len(LINESTYLES)], lw=1.3)
-        a1.plot(*by_epoch[c], label=row["label"], **style)
+        style = dict(color=cs[b_of[c]], ls=LINESTYLES[lrs.index(lr_of[c]) % len(LINESTYLES)],
+                     lw=1.3)
+        a1.plot(*by_epoch[c], label=first.loc[c, "label"], **style)
         a2.plot(by_step[c][0] + 1, by_step[c][1], **style)
     a1.set_xlabel("epochs done")
     a2.set_xlabel("iterations (updates)")
@@ -125,7 +125,7 @@ def sharpness(t: Tables):
     cs = colors(len(curves), "tab10")
     for (c, (x, y)), col in zip(curves.items(), cs):
         a1.plot(x, y, color=col, lw=1.2, label=first.loc[c, "label"])
-    for i, lr in enumerate(sorted(first["lr"].unique())):
+    for i, lr in enumerate(sorted(first["lr"].dropna().unique())):
         a1.axhline(2 / lr, color="0.3", ls=LINESTYLES[i % 4], lw=0.9, label=f"2 / lr, lr={lr:g}")
     a1.set_yscale("log")
     a1.set_xlabel("step t (updates)")
@@ -185,7 +185,7 @@ def alignment(t: Tables):
             handles += ax2.plot(g["dist"].mean(), "s--", color=c, alpha=0.6,
                                 label=f"distance, lr={lr:g}")
     ax.set_xscale("log", base=2)
-    bs = sorted(d["batch_size"].unique())
+    bs = sorted(d["batch_size"].dropna().unique())
     ax.set_xticks(bs, [str(int(b)) for b in bs])
     ax.minorticks_off()
     ax.set_xlabel("batch size B (examples)")

@@ -35,10 +35,18 @@ Values: bool -> 0.0/1.0; ints -> REAL (exact below 2**53); None and NaN -> NULL 
 from a missing one. 1-D arrays, tensors, lists go to `vectors`: float32 and float64 are
 stored bit-exactly; float16, bfloat16, bool and 8/16-bit ints as float32; wider ints as float64.
 
-Reading: `RunStore.scalars()` is a wide float64 table (index "step", a column per name;
-NaN = missing) or a long one (step, name, value); `RunStore.vectors(name)` is a table with
-index "step" and columns v0..v{K-1} (float32 when every row was float32). Readers open the
-file with `mode=ro` and see a consistent committed prefix while a writer is running.
+Reading: `load(root)` is the one reader of results: every run at or under `root` as
+`Results` (runs, steps, vectors, metas, configs in memory; see `sgdwalk.store.results`),
+each store opened once, read-only; copies of a run are read once, unfinished runs and
+half-made folders are left out, each with a note (`sgdwalk.store.reader`). `read_run(path)`
+is one run's scalar table as stored. Underneath, `RunStore.scalars()` is a wide float64
+table (index "step", a column per name; NaN = missing) or a long one (step, name, value);
+`RunStore.vectors(name)` is a table with index "step" and columns v0..v{K-1} (float32 when
+every row was float32). Readers open the file with `mode=ro` and see a consistent committed
+prefix while a writer is running.
+
+Writing anything else (claims.json, report.html, figures, sweep.json, exports) goes through
+`write_artifact`: atomic, with the fault handling below.
 
 Reliability (each fault is a StoreError with one line; committed rows are never damaged):
 
@@ -59,24 +67,29 @@ Reliability (each fault is a StoreError with one line; committed rows are never 
 |                                | silent fall-back: the message names the previous checkpoint |
 | reader during a write          | a consistent committed prefix; the writer is never blocked  |
 | finished run, read-only folder | read as an immutable database                               |
+| a maker killed mid-creation    | only a hidden `.RUN_DIR.tmp-PID.RANDOM` folder is left: no  |
+|                                | reader finds it, the next maker of that run removes it      |
 """
 
 from sgdwalk.store.artifacts import write_artifact
+from sgdwalk.store.export import export_run
 from sgdwalk.store.folders import find_runs, run_meta, run_status, run_writer
 from sgdwalk.store.manifest import read_manifest, write_manifest
 from sgdwalk.store.metrics import SCHEMA_VERSION
+from sgdwalk.store.reader import load, load_vectors, read_run
+from sgdwalk.store.results import Results
 from sgdwalk.store.run import RunStore
-from sgdwalk.store.tables import export_run, read_run, read_runs, run_info
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Results",
     "RunStore",
     "export_run",
     "find_runs",
-    "read_run",
+    "load",
+    "load_vectors",
     "read_manifest",
-    "read_runs",
-    "run_info",
+    "read_run",
     "run_meta",
     "run_status",
     "run_writer",

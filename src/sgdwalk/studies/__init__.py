@@ -3,7 +3,7 @@ sweeps.
 
     study = load_study("lr-batch", scale="cpu", overrides=["train.epochs=2"])
     result = run_sweep(study, "runs", workers=2)        # runs/lr-batch/<name>-<id>
-    table = load_sweep("runs/lr-batch")                 # runs x steps, config columns
+    results = sgdwalk.store.load("runs/lr-batch")       # runs, steps, vectors
     result = reproduce("runs/reproduce", scale="cpu")   # every study, then the claims
 
 The modules, in the order a sweep uses them: `spec` (the study file and its one override
@@ -18,7 +18,6 @@ from sgdwalk.studies.expand import Study, StudyRun, expand, load_study
 from sgdwalk.studies.ledger import RunRecord, SweepResult
 from sgdwalk.studies.reproduce import ReproduceResult, reproduce
 from sgdwalk.studies.spec import StudyFile, read_study, study_names, study_summary
-from sgdwalk.studies.tables import load_sweep, load_vectors
 from sgdwalk.studies.worker import Outcome, RunTask, run_one
 
 __all__ = [
@@ -32,8 +31,6 @@ __all__ = [
     "SweepResult",
     "expand",
     "load_study",
-    "load_sweep",
-    "load_vectors",
     "read_study",
     "reproduce",
     "run_one",

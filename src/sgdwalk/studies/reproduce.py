@@ -124,27 +124,22 @@ def reproduce(out=DEFAULT_OUT, scale: str = "cpu", studies: list[str] | None = N
                          progress=progress, label="reproduce")
     result = ReproduceResult(root, sweeps)
     if not result.interrupted:
-        _decide(result, loaded, N_BOOT if n_boot is None else n_boot)
+        _decide(result, N_BOOT if n_boot is None else n_boot)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _decide(result: ReproduceResult, studies, n_boot: int) -> None:
+def _decide(result: ReproduceResult, n_boot: int) -> None:
     """Claims on the runs of these studies (nothing else under OUT), then the report."""
-    import pandas as pd
-
     from sgdwalk.analysis import decide_claims, format_claims, write_claims_json
-    from sgdwalk.analysis.tables import Tables
+    from sgdwalk.analysis.frames import Tables
     from sgdwalk.plots.report import write_report
-    from sgdwalk.store import find_runs
-    from sgdwalk.studies.tables import load_sweep
+    from sgdwalk.store import find_runs, load
 
-    frames = [load_sweep(s.root) for s in result.sweeps if s.root.is_dir() and find_runs(s.root)]
-    if not frames:
+    done = [s.root for s in result.sweeps if s.root.is_dir() and find_runs(s.root)]
+    if not done:
         return
-    steps = pd.concat(frames, ignore_index=True, sort=False)
-    tables = Tables(steps, root=result.root,
-                    study_claims={s.name: s.claims for s in studies})
+    tables = Tables(load(result.root, within=done))  # each study's claims: its sweep.json
     result.claims = decide_claims(tables, n_boot=n_boot)
     result.table = format_claims(result.claims)
     result.claims_path = write_claims_json(result.claims, result.root / CLAIMS_FILE)

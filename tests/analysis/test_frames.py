@@ -1,15 +1,15 @@
-"""Loading runs and sweeps into tables, through the store, and grouping them."""
+"""Runs and sweeps read by the store, as analysis sees them: conditions, families, the epoch
+axis, vectors and metas, and frames built by hand."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from sgdwalk.analysis import load
+from sgdwalk.analysis.frames import Tables, family_key
 from sgdwalk.analysis.synthetic import run_frame, sweep_tables, write_runs
-from sgdwalk.analysis.tables import Tables, family_key
 from sgdwalk.config import config_to_toml, load_config
 from sgdwalk.errors import StoreError
-from sgdwalk.store import RunStore
+from sgdwalk.store import RunStore, load
 
 
 def make_run(path, lr=0.1, batch=32, spe=4, epochs=2, meta_spe=True, seed=1111):
@@ -31,7 +31,7 @@ def make_run(path, lr=0.1, batch=32, spe=4, epochs=2, meta_spe=True, seed=1111):
 
 def test_load_one_run_adds_epochs_done_and_reads_vectors_and_meta(tmp_path):
     run = make_run(tmp_path / "r1")
-    t = load(run)
+    t = Tables(load(run))
     assert list(t.runs.index) == ["r1"]
     s = t.steps
     assert s["step"].min() == -1 and s["step"].max() == 7
@@ -46,7 +46,7 @@ def test_load_one_run_adds_epochs_done_and_reads_vectors_and_meta(tmp_path):
 
 
 def test_steps_per_epoch_is_inferred_from_epoch_rows_when_meta_lacks_it(tmp_path):
-    t = load(make_run(tmp_path / "r", spe=5, meta_spe=False))
+    t = Tables(load(make_run(tmp_path / "r", spe=5, meta_spe=False)))
     assert t.runs.loc["r", "steps_per_epoch"] == 5
 
 
@@ -55,7 +55,7 @@ def test_load_a_folder_of_runs_groups_seeds_into_conditions(tmp_path):
     make_run(tmp_path / "b", seed=2)
     make_run(tmp_path / "c", lr=0.2)
     make_run(tmp_path / "d", batch=64)
-    runs = load(tmp_path).runs
+    runs = Tables(load(tmp_path)).runs
     assert runs.loc["a", "condition"] == runs.loc["b", "condition"]
     assert runs["condition"].nunique() == 3
     lr_family = family_key(runs, ("optim.lr",))
@@ -70,7 +70,7 @@ def test_load_refuses_a_folder_without_runs(tmp_path):
 def test_a_synthetic_sweep_written_through_the_store_reads_back_equal(tmp_path):
     mem = sweep_tables(epochs=2, lrs=(0.1,), batch_sizes=(32, 64), seeds=1)
     write_runs(mem, tmp_path)
-    disk = load(tmp_path)
+    disk = Tables(load(tmp_path))
     assert sorted(disk.runs.index) == sorted(mem.runs.index)
     assert disk.runs.loc["sgd-lr3.2-b32", "diverged"]
     a = mem.steps.set_index(["run_id", "step"])["dist_init"]
