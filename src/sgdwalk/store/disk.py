@@ -99,6 +99,48 @@ def write_text_atomic(path: Path, text: str, where: Path | str) -> None:
     write_atomic(path, lambda f: f.write(data), where)
 
 
+def make_whole(path: Path, fill: Callable[[Path], None], where: str) -> WriterLock | None:
+    """Make folder `path` appear whole: fill(tmp) a new temporary sibling (`birth_name`)
+    while holding its writer lock, fsync it, rename it to `path` (which may be an empty
+    folder) and fsync the parent. A kill at any point leaves no `path`, only a hidden
+    temporary folder that the next maker removes (`remove_stale_births`).
+
+    Returns the writer lock, still held (a lock follows the inode through the rename), or
+    None when another process renamed its own `path` into place first (ours is removed).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fault(exc, where, "create the run folder") from None
+    remove_stale_births(path)
+    tmp = birth_name(path)
+    try:
+        tmp.mkdir()
+    except OSError as exc:  # name the folder the user asked for, not its temporary name
+        raise fault(OSError(exc.errno, exc.strerror, str(path)), where,
+                    "create the run folder") from None
+    lock = None
+    try:
+        lock = WriterLock(tmp, where)
+        fill(tmp)
+        fsync_dir(tmp)
+        try:
+            os.rename(tmp, path)  # replaces an empty folder; refuses a non-empty one
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise fault(exc, where, "move the new run folder into place") from None
+            lock.release()
+            shutil.rmtree(tmp, ignore_errors=True)
+            return None
+        fsync_dir(path.parent)
+        return lock
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        shutil.rmtree(tmp, ignore_errors=True)  # a no-op once it has been renamed
+        raise
+
+
 def birth_name(path: Path) -> Path:
     """A new temporary sibling to make run folder `path` in before renaming it to `path`:
     `.NAME.tmp-PID.RANDOM` (unique even for two makers in one process)."""

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import math
-import os
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -16,10 +13,8 @@ from sgdwalk.store import checkpoints
 from sgdwalk.store.disk import (
     LOCK_NAME,
     WriterLock,
-    birth_name,
     fault,
-    fsync_dir,
-    remove_stale_births,
+    make_whole,
     remove_stale_tmp,
     write_text_atomic,
 )
@@ -311,26 +306,10 @@ def _holds_anything(path: Path, where: str) -> bool:
 
 
 def _make_whole(path: Path, config_text: str, meta_text: str, where: str):
-    """Fill a temporary sibling of `path` with a whole new run and rename it to `path`.
+    """A new run at `path`, made whole (`disk.make_whole`): (MetricDb, WriterLock), or None
+    when another process made that run first."""
 
-    Returns (MetricDb, WriterLock) of the run now at `path`, or None when another process
-    renamed its own copy into place first (ours is then removed). The writer lock is taken
-    on the temporary folder and stays held through the rename (a lock follows the inode).
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise fault(exc, where, "create the run folder") from None
-    remove_stale_births(path)
-    tmp = birth_name(path)
-    try:
-        tmp.mkdir()
-    except OSError as exc:  # name the run folder, not its temporary name, to the user
-        raise fault(OSError(exc.errno, exc.strerror, str(path)), where,
-                    "create the run folder") from None
-    lock = None
-    try:
-        lock = WriterLock(tmp, where)
+    def fill(tmp: Path) -> None:
         write_text_atomic(tmp / CONFIG, config_text, where)
         write_text_atomic(tmp / META, meta_text, where)
         MetricDb(tmp / METRICS, write=True, create=True).close()  # no -wal left to move
@@ -338,21 +317,14 @@ def _make_whole(path: Path, config_text: str, meta_text: str, where: str):
             (tmp / CHECKPOINTS).mkdir()
         except OSError as exc:
             raise fault(exc, where, "create the checkpoints folder") from None
-        fsync_dir(tmp)
-        try:
-            os.rename(tmp, path)  # replaces an empty folder; refuses a non-empty one
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise fault(exc, where, "move the new run folder into place") from None
-            lock.release()
-            shutil.rmtree(tmp, ignore_errors=True)
-            return None
-        fsync_dir(path.parent)
+
+    lock = make_whole(path, fill, where)
+    if lock is None:
+        return None
+    try:
         return MetricDb(path / METRICS, write=True), lock
     except BaseException:
-        if lock is not None:
-            lock.release()
-        shutil.rmtree(tmp, ignore_errors=True)  # a no-op once it has been renamed
+        lock.release()
         raise
 
 
