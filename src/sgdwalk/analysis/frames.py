@@ -2,11 +2,12 @@
 file or imports torch: runs come in as `sgdwalk.store.Results` (from `sgdwalk.store.load`)
 or as frames built by hand.
 
-`Tables.steps` is the store's step table: one row per (run, step), wide in metric names (see
-docs/metrics.md), with run_id, step, steps_per_epoch and epochs_done = (step + 1) /
-steps_per_epoch. `Tables.runs` is the store's run table (status, study, variant, config
-columns "optim.lr", ...) plus what analysis groups runs by: algorithm, lr, batch_size,
-seed, diverged, failed, `condition` (shared by seeds) and `label`.
+`Tables.steps` is the store's step table with each run's columns joined
+(`Results.table()`): one row per (run, step), wide in metric names (see docs/metrics.md),
+with run_id, run_dir, status, study, variant, scale, steps_per_epoch, the config columns
+("optim.lr", ...), step and epochs_done = (step + 1) / steps_per_epoch. `Tables.runs` is
+the store's run table plus what analysis groups runs by: algorithm, lr, batch_size, seed,
+diverged, failed, `condition` (shared by seeds) and `label`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Tables:
 
     def __init__(self, results: Results):
         self.results = results
-        self.steps = results.steps
+        self.steps = results.table()  # so a frame of these steps rebuilds these tables
         self.runs = runs_table(results.runs, results.steps)
         self.root = results.root
         self.notes = results.notes
