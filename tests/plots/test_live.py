@@ -48,7 +48,8 @@ def append(full, run_dir, first, last):
     """Log the rows of steps first..last of `full` into the run, as a writer would."""
     rows = full.steps[(full.steps["step"] >= first) & (full.steps["step"] <= last)]
     metrics = [c for c in rows.columns if "." not in c and c not in
-               ("run_id", "run_dir", "status", "step", "steps_per_epoch", "epochs_done")]
+               ("run_id", "run_dir", "status", "study", "variant", "scale", "step",
+                "steps_per_epoch", "epochs_done")]
     with RunStore.open(run_dir, write=True) as store:
         for step, values in zip(rows["step"], rows[metrics].to_dict("records")):
             store.log(int(step), {k: v for k, v in values.items() if v == v})

@@ -165,8 +165,12 @@ def test_unfinished_runs_are_left_out_of_a_sweep_but_read_as_the_run_itself(tmp_
                              "stopped-run (stopped, 3 of 12 steps)",)
     alone = load(tmp_path / "running")
     assert list(alone.runs.index) == ["running-run"] and len(alone.steps) == 30
-    assert alone.notes == ("run running-run (running, 30 of 120 steps) is unfinished: read as "
-                           "far as it got",)
+    assert alone.notes == ("unfinished, read as far as they got: running-run (running, 30 of "
+                           "120 steps)",)
+    watched = load(tmp_path, include_unfinished=True)  # the live view of a sweep
+    assert list(watched.runs.index) == ["done", "running-run", "stopped-run"]
+    assert watched.notes == ("unfinished, read as far as they got: running-run (running, 30 of "
+                             "120 steps), stopped-run (stopped, 3 of 12 steps)",)
     shutil.rmtree(tmp_path / "done")
     with pytest.raises(StoreError, match="expected a finished run, got only unfinished ones: "
                                          "running-run"):

@@ -16,10 +16,11 @@ The script polls /version every `interval` seconds; when v changed it fetches / 
 the <body> in place (no reload: scroll position and open <details> are kept). Nothing is
 fetched from anywhere else, so the page stays one self-contained file.
 
-Read-only: each poll opens the metric stores with mode=ro (SQLite in WAL mode: a reader sees
-a committed prefix and never blocks the writer) and nothing is written, not even
-report.html. Until the report can be drawn (no rows yet, no epoch ended yet) / serves a
-"waiting for the first rows" page that swaps itself out. Never imports torch.
+Read-only: each poll asks the store (`run_progress`, then `load`), which opens the metric
+stores with mode=ro (SQLite in WAL mode: a reader sees a committed prefix and never blocks
+the writer), and nothing is written, not even report.html. Until the report can be drawn
+(no rows yet, no epoch ended yet) / serves a "waiting for the first rows" page that swaps
+itself out. Never imports torch.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def report_html(root) -> str:
     from sgdwalk.plots.report import render_report
     from sgdwalk.store import load
 
-    return render_report(Tables(load(root)))
+    # a sweep being watched is mostly unfinished runs: draw them as far as they got
+    return render_report(Tables(load(root, include_unfinished=True)))
 
 
 @dataclass(frozen=True)
@@ -79,21 +81,11 @@ class StoreState:
 
 
 def read_state(root) -> StoreState:
-    """The fingerprint of every run at or under `root`, read through the store (read-only).
-    `loss` is logged at every step, so its rows count the steps committed so far."""
-    from sgdwalk.store import RunStore, find_runs
+    """The fingerprint of every run at or under `root`, read by the store (read-only; see
+    `sgdwalk.store.run_progress`)."""
+    from sgdwalk.store import run_progress
 
-    runs = []
-    for run_dir in find_runs(root):
-        try:
-            with RunStore.open(run_dir) as run:
-                status = str(run.meta().get("status"))
-                loss = run.scalars(["loss"], wide=False)
-        except StoreError:  # a run folder still being created: complete at a later poll
-            continue
-        newest = int(loss["step"].max()) if len(loss) else -1
-        runs.append((str(run_dir), status, newest, len(loss)))
-    return StoreState(tuple(runs))
+    return StoreState(run_progress(root))
 
 
 class LiveReport:

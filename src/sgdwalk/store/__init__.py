@@ -73,7 +73,7 @@ Reliability (each fault is a StoreError with one line; committed rows are never 
 
 from sgdwalk.store.artifacts import write_artifact
 from sgdwalk.store.export import export_run
-from sgdwalk.store.folders import find_runs, run_meta, run_status, run_writer
+from sgdwalk.store.folders import find_runs, run_meta, run_progress, run_status, run_writer
 from sgdwalk.store.manifest import read_manifest, write_manifest
 from sgdwalk.store.metrics import SCHEMA_VERSION
 from sgdwalk.store.reader import load, load_vectors, read_run
@@ -91,6 +91,7 @@ __all__ = [
     "read_manifest",
     "read_run",
     "run_meta",
+    "run_progress",
     "run_status",
     "run_writer",
     "write_artifact",

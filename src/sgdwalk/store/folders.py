@@ -1,5 +1,5 @@
 """Run folders seen from outside: finding them under a root, and their state read without
-taking the writer lock (meta.json, status, the process writing them now).
+taking the writer lock (meta.json, status, the process writing them now, how far they got).
 
 A folder is a run when it holds config.toml and metrics.sqlite. Folders being made by
 `RunStore.create` are filled under a hidden temporary name (`.NAME.tmp-PID`) and renamed
@@ -53,3 +53,21 @@ def run_writer(run_dir) -> str | None:
     """The pid (text) of the process writing the run in `run_dir` now, or None when no
     process holds its writer lock (a finished, stopped or killed run, or no run yet)."""
     return lock_holder(Path(run_dir))
+
+
+def run_progress(root) -> tuple[tuple[str, str, int, int], ...]:
+    """How far every run at or under `root` got, read cheaply (no rows but `loss`): per run
+    folder (path, status, newest step of `loss`, rows of `loss`). `loss` is logged at every
+    step, so its rows count the steps committed so far. A folder that cannot be read is
+    left out (one being written is read again at the next call)."""
+    out = []
+    for run_dir in find_runs(root):
+        try:
+            with RunStore.open(run_dir) as run:
+                status = str(run.meta().get("status"))
+                loss = run.scalars(["loss"], wide=False)
+        except StoreError:
+            continue
+        newest = int(loss["step"].max()) if len(loss) else -1
+        out.append((str(run_dir), status, newest, len(loss)))
+    return tuple(out)

@@ -61,12 +61,14 @@ def read_run(path) -> pd.DataFrame:
         return run.scalars()
 
 
-def load(root, within=None) -> Results:
+def load(root, within=None, include_unfinished: bool = False) -> Results:
     """Every run at or under `root` (a run folder, a study folder, a folder of them) as
     `Results`. Raises StoreError when there is no run to read.
 
     within: only the runs under these folders of `root` (names or paths; e.g. the study
     folders one reproduction trained, not everything else under its root).
+    include_unfinished: read unfinished runs as far as they got (the live view of a
+    sweep that is training), each named in a note, instead of leaving them out.
     """
     root = Path(root)
     folders = [root] if within is None else [root / w for w in within]
@@ -86,7 +88,7 @@ def load(root, within=None) -> Results:
     _mark_failed(stored, manifests)
     _name_runs(stored)
     stored, copies = _one_per_id(stored)
-    stored, unfinished = _finished(stored, root)
+    stored, unfinished = _finished(stored, root, include_unfinished)
     notes += copies + unfinished
     runs = pd.DataFrame([s.facts for s in stored]).set_index("run_id")
     steps = pd.concat([s.scalars for s in stored], ignore_index=True, sort=False)
@@ -168,14 +170,15 @@ def _one_per_id(stored: list[_Stored]) -> tuple[list[_Stored], list[str]]:
     return kept, notes
 
 
-def _finished(stored: list[_Stored], root: Path) -> tuple[list[_Stored], list[str]]:
-    """Leave out unfinished runs (unless `root` is the run itself), saying which."""
+def _finished(stored: list[_Stored], root: Path,
+              include: bool) -> tuple[list[_Stored], list[str]]:
+    """Leave out unfinished runs (unless asked, or `root` is the run itself), saying which."""
     unfinished = [s for s in stored if s.status in UNFINISHED]
     if not unfinished:
         return stored, []
     said = ", ".join(f"{s.facts['run_id']} ({_progress(s)})" for s in unfinished)
-    if len(stored) == 1 and stored[0].path == root:
-        return stored, [f"run {said} is unfinished: read as far as it got"]
+    if include or (len(stored) == 1 and stored[0].path == root):
+        return stored, [f"unfinished, read as far as they got: {said}"]
     kept = [s for s in stored if s.status not in UNFINISHED]
     if not kept:
         raise StoreError(f"{root}: expected a finished run, got only unfinished ones: {said}")
