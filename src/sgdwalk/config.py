@@ -71,6 +71,7 @@ class ModelConfig:
     batchnorm: bool = True  # mlp and vgg11: BatchNorm after each hidden layer / conv
     width_mult: float = 1.0  # vgg11 and resnet: channel multiplier for CPU-sized runs
     depth: int = 20  # resnet: 6n+2 (20 or 56)
+    activation: str = "relu"  # mlp: relu | tanh | gelu (tanh: the edge-of-stability MLPs)
     init: str = "study"  # study: He fan-out normal convs, zero bias, BN 1/0; gpt: nanoGPT's
     #   N(0, 0.02), residual projections N(0, 0.02 / sqrt(2 n_layer)) | torch: defaults
     n_layer: int = 4  # gpt: transformer blocks
@@ -88,6 +89,7 @@ class ModelConfig:
         if self.depth < 8 or (self.depth - 2) % 6:
             raise ConfigError(f"model.depth: expected 6n+2 >= 8 (20, 56), got {self.depth}")
         _check_choice(self, "init", ("study", "torch"))
+        _check_choice(self, "activation", ("relu", "tanh", "gelu"))
         # bounds well past the largest published models: a typo fails here, not as an
         # out-of-memory error deep inside torch
         _check_int_range(self, "n_layer", 1, 1024)
@@ -150,12 +152,16 @@ class TrainConfig:
     eval_every: int = 1
     eval_every_steps: int | None = None  # steps between evaluations; None: eval_every decides
     eval_train: bool = True  # also evaluate the whole training split (eval mode, no aug)
+    # the training loss, also the walk's: cross_entropy | mse (squared error to the one-hot
+    # targets, mean over classes: the setting of the edge-of-stability literature)
+    loss: str = "cross_entropy"
     flush_every: int = 50  # steps between commits of buffered metric rows
     progress: bool = True  # progress bar on stderr
 
     def __post_init__(self):
         _check_positive(self, "epochs", "keep_checkpoints", "eval_every", "flush_every")
         _check_positive_or_none(self, "max_steps", "eval_every_steps")
+        _check_choice(self, "loss", ("cross_entropy", "mse"))
         if self.checkpoint_every < 0:
             raise ConfigError(
                 f"train.checkpoint_every: expected >= 0, got {self.checkpoint_every}"

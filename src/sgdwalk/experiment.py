@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from sgdwalk import losses
 from sgdwalk.batch_sizes import check_batchnorm_batches
 from sgdwalk.config import RunConfig, config_from_toml
 from sgdwalk.data import load_dataset
@@ -150,8 +151,8 @@ def build_trainer(cfg: RunConfig) -> Trainer:
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
     optimizer = make_optimizer(cfg.optim, model.parameters())
-    walk = _build_walk(cfg, model, data, device, steps_per_epoch)
-    loss_fn = F.cross_entropy  # the training loss, also for GD + noise's std
+    per_example, loss_fn, loss_sum = _losses(cfg.train.loss)
+    walk = _build_walk(cfg, model, data, device, steps_per_epoch, per_example)
     n_chunks = math.ceil(len(y) / cfg.optim.gd_chunk) if batches.full_batch else 1
     transforms = gradient_transforms(cfg.optim, n_chunks,
                                      partial(isotropic_noise_std, cfg.optim, model, loss_fn, x, y),
@@ -164,17 +165,29 @@ def build_trainer(cfg: RunConfig) -> Trainer:
              "sizes": {k: len(getattr(data, k)) for k in ("train", "val", "test", "probe")}}
     cadence = Cadence.of(cfg.train, steps_per_epoch, total_steps, batches.full_batch)
     return Trainer(model, optimizer, batches, cadence, transforms=transforms, hooks=walk,
-                   evaluate=partial(evaluate_splits, model, splits, device), loss_fn=loss_fn,
+                   evaluate=partial(evaluate_splits, model, splits, device, loss_sum=loss_sum),
+                   loss_fn=loss_fn,
                    par=par, keep_checkpoints=cfg.train.keep_checkpoints, name=cfg.name,
                    progress=cfg.train.progress, facts=facts)
 
 
-def _build_walk(cfg: RunConfig, model, data, device, steps_per_epoch: int) -> Walk:
+def _losses(name: str):
+    """(per-example loss for the walk, batch-mean loss for training and GD + noise's std,
+    chunk-sum loss for evaluation) of `train.loss`. Cross-entropy keeps torch's fused
+    reductions, so its runs are bit for bit those of earlier versions."""
+    if name == "mse":
+        return (losses.mse, lambda out, y: losses.mse(out, y).mean(),
+                lambda out, y: losses.mse(out, y).sum())
+    return losses.cross_entropy, F.cross_entropy, None
+
+
+def _build_walk(cfg: RunConfig, model, data, device, steps_per_epoch: int,
+                loss_fn) -> Walk:
     """The walk of `cfg.walk` on the fixed probe set and the head of the held-out split;
     every batch it will normalise by is checked before anything runs."""
     heldout = data.val if len(data.val) else data.test
     n_heldout = min(len(heldout), cfg.data.probe_size)
-    walk = Walk(model, build_probes(cfg.walk, steps_per_epoch),
+    walk = Walk(model, build_probes(cfg.walk, steps_per_epoch), loss_fn=loss_fn,
                 probe_set=(data.probe.x.to(device), data.probe.y.to(device)),
                 heldout=(heldout.x[:n_heldout].to(device), heldout.y[:n_heldout].to(device)),
                 probe_batch=cfg.data.probe_batch, bn_policy=cfg.walk.bn_policy,

@@ -1,4 +1,4 @@
-"""Fully connected ReLU network (the study's MNIST model: 784-500-350-10 with BatchNorm)."""
+"""Fully connected network (the study's MNIST model: 784-500-350-10, BatchNorm, ReLU)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,19 @@ from sgdwalk.models.registry import register_model
 
 
 class MLP(nn.Module):
-    """Flatten -> [Linear -> (BatchNorm1d) -> ReLU] per hidden width -> Linear.
+    """Flatten -> [Linear -> (BatchNorm1d) -> activation] per hidden width -> Linear.
 
     Args:
         in_features: size of one flattened input.
         widths: hidden layer widths, in order.
         num_classes: number of output logits.
-        batchnorm: put a BatchNorm1d between each hidden Linear and its ReLU.
+        batchnorm: put a BatchNorm1d between each hidden Linear and its activation.
+        activation: "relu", "tanh" or "gelu".
     """
 
     def __init__(
-        self, in_features: int, widths: tuple[int, ...], num_classes: int, batchnorm: bool
+        self, in_features: int, widths: tuple[int, ...], num_classes: int, batchnorm: bool,
+        activation: str = "relu",
     ):
         super().__init__()
         layers: list[nn.Module] = []
@@ -31,7 +33,7 @@ class MLP(nn.Module):
             layers.append(nn.Linear(prev, width))
             if batchnorm:
                 layers.append(nn.BatchNorm1d(width))
-            layers.append(nn.ReLU(inplace=False))
+            layers.append(_ACTIVATIONS[activation]())
             prev = width
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(prev, num_classes)
@@ -41,7 +43,11 @@ class MLP(nn.Module):
         return self.classifier(self.features(x.flatten(1)))
 
 
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
 @register_model("mlp")
 def build_mlp(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> MLP:
     """MLP on the flattened input; hidden widths `cfg.widths` (width_mult is not applied)."""
-    return MLP(math.prod(input_shape), tuple(cfg.widths), num_classes, cfg.batchnorm)
+    return MLP(math.prod(input_shape), tuple(cfg.widths), num_classes, cfg.batchnorm,
+               cfg.activation)

@@ -8,11 +8,12 @@ import torch.nn.functional as F
 
 @torch.no_grad()
 def evaluate_splits(model: torch.nn.Module, splits: dict, device: torch.device,
-                    chunk: int = 1000) -> dict:
+                    chunk: int = 1000, loss_sum=None) -> dict:
     """{name}_loss and {name}_acc of each non-empty split, in eval mode (BatchNorm with its
     running statistics, no dropout); the model's mode is restored.
 
-    loss = (1/N) sum_j CE(z_j, y_j), acc = (1/N) #{j : argmax z_j = y_j}, with z_j the logits
+    loss = (1/N) sum_j l(z_j, y_j) (l: cross-entropy, or `loss_sum(z, y)` = the sum over a
+    chunk of the run's own loss), acc = (1/N) #{j : argmax z_j = y_j}, with z_j the logits
     of example j. splits: name -> Split (x, y on any device; moved `chunk` rows at a time).
     """
     was = model.training
@@ -25,7 +26,8 @@ def evaluate_splits(model: torch.nn.Module, splits: dict, device: torch.device,
         for x, y in zip(split.x.split(chunk), split.y.split(chunk)):
             x, y = x.to(device), y.to(device)
             logits = model(x)
-            total += float(F.cross_entropy(logits, y, reduction="sum"))
+            total += float(loss_sum(logits, y) if loss_sum is not None
+                           else F.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
         out[f"{name}_loss"] = total / len(split)
         out[f"{name}_acc"] = correct / len(split)
