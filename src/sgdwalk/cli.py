@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"sgdwalk {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
 
@@ -83,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("presets", help="list the shipped presets and studies")
     p.set_defaults(func=_cmd_presets)
+
+    p = sub.add_parser("config", help="print a preset's (or a TOML file's) full resolved config",
+                       description="Print the full resolved config of a preset or a TOML file, "
+                       "every key with its value and its comment's default, as the TOML a run "
+                       "saves (config.toml). `sgdwalk config show default --set optim.lr=0.05`.")
+    p.add_argument("action", choices=["show"], help="show: print the resolved config")
+    p.add_argument("source", metavar="PRESET_OR_TOML", help="a preset name or a TOML file")
+    _add_overrides(p)
+    p.set_defaults(func=_cmd_config)
 
     p = sub.add_parser("sweep", help="run a study: a grid of runs, locally or on Ray",
                        description="Expand a study preset (see `sgdwalk presets`) or a study "
@@ -207,6 +217,39 @@ def _cmd_presets(args) -> int:
     for name in study_names():
         print(f"{name:14s} {study_summary(name)}")
     return 0
+
+
+def _cmd_config(args) -> int:
+    import dataclasses
+
+    import tomli_w
+
+    from sgdwalk.config import load_config, to_dict
+
+    config = load_config(args.source, args.overrides)
+    data = to_dict(config)
+    out = [tomli_w.dumps({"name": data["name"]})]
+    for field in dataclasses.fields(config):
+        section = getattr(config, field.name)
+        if not dataclasses.is_dataclass(section):
+            continue
+        out.append(tomli_w.dumps({field.name: data[field.name]}))
+        # TOML has no null: a key left unset (None, "the default decides") is shown as a comment
+        out.extend(f"# {key.name} = (unset)\n" for key in dataclasses.fields(section)
+                   if getattr(section, key.name) is None)
+        out.extend(f"# {key.name} = {{}}\n" for key in dataclasses.fields(section)
+                   if getattr(section, key.name) == {})
+    print("".join(out).replace("\n[", "\n\n[").strip())
+    return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sgdwalk")
+    except PackageNotFoundError:  # a source tree on PYTHONPATH, not installed
+        return "unknown (not installed)"
 
 
 def _cmd_sweep(args) -> int:
