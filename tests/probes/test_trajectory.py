@@ -132,17 +132,27 @@ def test_sparse_schedule_on_a_float32_model_matches_numpy(kit):
             rtol=1e-12)
 
 
-@pytest.mark.parametrize("d_in", [3, 300])  # both ways of summing: products, float64 dots
+def _deep_mlp(d_in: int, width: int = 128, depth: int = 4) -> torch.nn.Module:
+    """Linear-BN-tanh blocks: 2 depth + 1 layers (9: NumPy sums them pairwise, not in order)."""
+    torch.manual_seed(4)
+    layers, d = [], d_in
+    for _ in range(depth):
+        layers += [torch.nn.Linear(d, width), torch.nn.BatchNorm1d(width), torch.nn.Tanh()]
+        d = width
+    return torch.nn.Sequential(*layers, torch.nn.Linear(d, 10))
+
+
+@pytest.mark.parametrize("d_in", [3, 300])  # 52k, 90k parameters: products, float64 dots
 def test_resumed_probe_gives_the_uninterrupted_rows_bit_for_bit(kit, d_in):
     """The squared norms carried from step to step equal the recomputed ones bit for bit."""
     x, y = kit.classification_data(n=64, d_in=d_in, classes=10)
     x = x.float()
 
-    def run(stop_at=None, state=None):
-        torch.manual_seed(0)
-        model = kit.tiny_mlp(d_in=d_in, hidden=256, classes=10, seed=4).float()
+    def run(stop_at=None):
+        model = _deep_mlp(d_in)
         opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=1e-3)
         walk = Walk(model, [Trajectory()])
+        assert (walk.layout.numel > 2**16) == (d_in == 300) and len(walk.layout.layers) == 9
         _record(model, opt, walk, x, y, steps=stop_at or 8)
         if stop_at is None:
             return walk.rows

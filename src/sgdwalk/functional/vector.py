@@ -57,13 +57,14 @@ def cosine(a: Tensor, b: Tensor) -> float:
     return min(max(c, -1.0), 1.0) if c == c else c
 
 
-def dot64(a: Tensor, b: Tensor, block: int = 2**20) -> float:
+def dot64(a: Tensor, b: Tensor, block: int = 2**16) -> float:
     """<a, b> accumulated in float64, converting at most `block` entries at a time.
 
     For vectors of at most `block` entries this is float(torch.dot(a.double(), b.double()))
     bit for bit; longer ones are summed block by block in float64, which spares two float64
-    copies of the whole vectors (for a 10M-parameter model, 160 MB allocated and
-    page-faulted at every call, which cost more than the dot product itself).
+    copies of the whole vectors: the blocks' copies (2 x 512 kB) stay in the cache, where
+    whole copies go to memory and back (9.2 MB for a 573k-parameter model: 0.97 against
+    0.67 ms a call on one loaded core; for 10M parameters 160 MB, page-faulted each call).
 
     Args: a, b: (P,) vectors. Returns: a float.
     """
