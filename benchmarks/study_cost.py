@@ -12,7 +12,13 @@ a plain SGD step (zero_grad, forward, backward, step), median [IQR] of per-round
     hooks      the Walk's hooks with a probe that does nothing but ask for every step:
                snapshots of theta_t, g_t, theta_{t+1}, u_t and the step context, the floor
                of any probe that reads the step's vectors (the cheap preset's floor)
-    +fwd       hooks plus one no-grad forward of the batch: the economy preset's floor
+    +traffic   hooks plus the memory traffic the trajectory's definitions need at least:
+               reading theta_{t+1}, theta_0, g_t, u_t, g_{t-1}, u_{t-1} (with weight decay
+               also theta_t and g_{t-1} + wd theta_{t-1}) once and writing the two (three)
+               it keeps, done as plain copies and sums: the cheap preset's floor for any
+               kernel that reads each vector once (unfused PyTorch ops read some twice)
+    +fwd       hooks plus one no-grad forward of the batch (channels_last for conv nets,
+               as the probe runs it): the economy preset's floor
     cheap, economy, line      the presets (line: K = 13 on the 512-example probe set)
     cockpit alpha, cockpit economy      Cockpit's Alpha alone and its economy
                configuration on the same steps, every step; only when the package
@@ -79,6 +85,22 @@ class Idle(Probe):
         return {}
 
 
+def traffic(params: int, weight_decay: float):
+    """A function that moves the bytes the trajectory probe must: 6 (8) parameter-sized
+    vectors read once, 2 (3) written, as copies and sums."""
+    gen = torch.Generator().manual_seed(0)
+    keep = 3 if weight_decay else 2
+    src = [torch.randn(params, generator=gen) for _ in range(keep + (5 if weight_decay else 4))]
+    dst = [torch.empty(params) for _ in range(keep)]
+
+    def move():
+        for d, s in zip(dst, src):
+            d.copy_(s)  # read one, write one: the vectors the probe keeps
+        return [s.sum() for s in src[keep:]]  # read the others once
+
+    return move
+
+
 def runners(key: str, line: bool) -> dict[str, Runner]:
     _, data, model, batch, wd = STUDY[key]
     s = setting(key, batch=batch, model_cfg=model, data_cfg=data)
@@ -133,10 +155,11 @@ def _cockpit_step(s, wd, quants, extend, cockpit_cls):
 def measure(key: str, rounds: int, opts: Options, line: bool):
     rs = runners(key, line)
     sgd = rs["sgd"]
-    _, fwd = plain_forward(sgd.model)
     x = sgd.batch()[0]
+    _, fwd = plain_forward(sgd.model, channels_last=x.dim() == 4)  # as the probe runs it
     fns = {name: r.step for name, r in rs.items()}
     fns["fwd"] = lambda: fwd(x)
+    fns["traffic"] = traffic(sgd.setting.params, STUDY[key][4])
     fns |= cockpit_steps(sgd.setting, STUDY[key][4])
     for fn in fns.values():  # first calls: allocations, the probes' first steps
         fn()
@@ -145,10 +168,12 @@ def measure(key: str, rounds: int, opts: Options, line: bool):
     t = interleave(fns, rounds, opts.now, repeat=3 if small else 1, warm=1 if small else 0)
     ratios = {name: per_round(t, name, "sgd") for name in fns if name != "sgd"}
     ratios["+fwd"] = [h + f for h, f in zip(ratios["hooks"], ratios["fwd"])]
+    ratios["+traffic"] = [h + f for h, f in zip(ratios["hooks"], ratios["traffic"])]
     return sgd.setting, t, ratios
 
 
-COLUMNS = ("hooks", "cheap", "+fwd", "economy", "line", "cockpit alpha", "cockpit economy")
+COLUMNS = ("hooks", "+traffic", "cheap", "+fwd", "economy", "line", "cockpit alpha",
+           "cockpit economy")
 
 
 def run(opts: Options, profile: bool = False) -> None:
@@ -167,28 +192,30 @@ def run(opts: Options, profile: bool = False) -> None:
                  for n in ("hooks", "cheap", "economy")}
         ms.append([STUDY[key][0], f"{added['hooks']:.3f}",
                    f"{added['cheap'] - added['hooks']:.3f}",
+                   f"{statistics.median(t['traffic']) * 1e3:.3f}",
                    f"{statistics.median(t['fwd']) * 1e3:.3f}",
                    f"{added['economy'] - added['cheap']:.3f}"])
     print("\n## The walk on the study models: a step / a plain SGD step\n")
     print(table(["model", "params", "batch", "SGD step ms", *COLUMNS], rows))
-    print("\nhooks: the Walk's snapshots alone (cheap's floor); +fwd: hooks + one no-grad "
-          "forward (economy's floor). Median [IQR] of per-round ratios. Cockpit: "
+    print("\nhooks: the Walk's snapshots alone; +traffic: hooks + the trajectory's least memory "
+          "traffic (cheap's floor); +fwd: hooks + one no-grad forward (economy's floor is "
+          "both). Median [IQR] of per-round ratios. Cockpit: "
           + ("measured." if "cockpit alpha" in ratios else "not installed, not measured."))
     print("\n## Where the added time goes (ms per step, medians)\n")
-    print(table(["model", "hooks", "trajectory (cheap - hooks)", "no-grad forward",
-                 "economy probe (economy - cheap)"], ms))
+    print(table(["model", "hooks", "trajectory (cheap - hooks)", "its least traffic",
+                 "no-grad forward", "economy probe (economy - cheap)"], ms))
     if profile:
         for key in ("digits-mlp", "mnist-mlp-bn"):
             for preset in ("cheap", "economy"):
-                print_profile(key, preset)
+                print_profile(key, preset, opts)
 
 
-def print_profile(key: str, preset: str, steps: int = 200, top: int = 14) -> None:
-    """cProfile's busiest functions (own time) of `steps` steps with the preset."""
+def print_profile(key: str, preset: str, opts: Options, steps: int = 200, top: int = 14):
+    """cProfile's busiest functions (own time, on the benchmark's clock) of `steps` steps."""
     r = runners(key, False)[preset]
     for _ in range(3):
         r.step()
-    prof = cProfile.Profile()
+    prof = cProfile.Profile(opts.now)
     prof.enable()
     for _ in range(steps):
         r.step()

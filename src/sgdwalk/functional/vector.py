@@ -5,10 +5,11 @@ Per-layer values use `bounds`: a sequence of (start, stop) offsets into the flat
 must not overlap; they may come in any order and need not cover the vector.
 
 Every product term is exact and every sum is float64: float32 entries convert to float64
-exactly and the product of two of them fits in float64's 53 bits, so a dot product is
-good to ~1e-16 of sum_i |a_i b_i| whatever the scales, and a cosine to ~1e-16 absolute,
-nearly orthogonal pairs included. (Float32 products would leave ~6e-8 absolute in a cosine:
-relative errors of 1e-4 for cosines of 1e-3.)
+exactly and the product of two of them fits in float64's 53 bits, so only the sums round: a
+dot product is good to about 1e-16 sqrt(n) of sum_i |a_i b_i| whatever the scales, a cosine
+to ~1e-13 absolute for a million entries, nearly orthogonal pairs included. (Float32
+products would leave ~6e-8 absolute in a cosine: relative errors of 1e-4 for cosines of
+1e-3.)
 
 `segment_pair_dots` is the kernel: the per-segment dot products of several pairs of
 vectors in one call, for the trajectory probe's dozen norms and cosines per layer a step.
