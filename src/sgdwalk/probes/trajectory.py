@@ -40,9 +40,9 @@ class Trajectory(Probe):
     copies of the step's vectors (exact products, float64 sums), and one transfer of the
     small (layers, pairs) result; the rest is NumPy on per-layer numbers. The float64
     copies of g_t, u_t and g_t + wd theta_t become the previous step's vectors by swapping
-    buffers, and their squared norms are carried to the next step, so a step converts two
-    vectors and computes six to eight pairs. The previous vectors are kept only when the
-    next step is scheduled.
+    buffers, and their squared norms are carried to the next step, so a step writes four
+    float64 vectors (g, u, d, w) and computes six to eight pairs. The previous vectors are
+    kept only when the next step is scheduled.
     """
 
     tracks_history = True  # path length and the previous step's vectors need every step
@@ -56,9 +56,9 @@ class Trajectory(Probe):
         self.prev_update: torch.Tensor | None = None
         self.path_length = 0.0
         self.path_layers: torch.Tensor | None = None
-        self._seen: tuple | None = None  # (step, {name: per-layer squared norm}) of observe
+        self._seen: tuple | None = None  # (step, {"a.b": per-layer <a, b>}, totals) of observe
         self._work: dict[str, torch.Tensor] = {}  # float64 scratch: g, u, d, w (= g + wd theta)
-        self._carry: tuple | None = None  # (step, {id(prev vector): per-layer squared norm})
+        self._carry: tuple | None = None  # (step, {"pg"|"pu"|"pw": per-layer squared norm})
 
     def _init(self, ctx: StepContext) -> None:
         if self.theta0 is None:
@@ -69,6 +69,7 @@ class Trajectory(Probe):
             self.path_layers = torch.zeros(len(ctx.layout.layers), dtype=torch.float64)
 
     def _scratch(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """The float64 scratch vector `name` shaped like `like` (allocated on first use)."""
         buf = self._work.get(name)
         if buf is None or buf.shape != like.shape or buf.device != like.device:
             import torch
@@ -140,10 +141,10 @@ class Trajectory(Probe):
             name: dots[:, j] for j, name in enumerate(names)}
 
     def after(self, ctx: StepContext) -> None:
-        self._init(ctx)
         import numpy as np
         import torch
 
+        self._init(ctx)
         seen = self._seen[1] if self._seen is not None and self._seen[0] == ctx.step else None
         self._seen, self._carry = None, None
         if seen is not None:
