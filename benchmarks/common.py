@@ -209,10 +209,10 @@ class Runner:
     """
 
     def __init__(self, s: Setting, walk: WalkConfig | list | None = None, lr: float = 0.05,
-                 probe_size: int | None = None, **walk_kwargs):
+                 probe_size: int | None = None, weight_decay: float = 0.0, **walk_kwargs):
         self.setting = s
         self.model = copy.deepcopy(s.model).train()
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=lr)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=lr, weight_decay=weight_decay)
         data, b = s.data, s.batch
         self.batches = [(x, y) for x, y in zip(data.train.x.split(b), data.train.y.split(b))
                         if len(y) == b]

@@ -2,7 +2,7 @@
 
     python benchmarks/run.py                  # everything (about an hour on 2 CPU cores)
     python benchmarks/run.py --quick          # the CI smoke test: small models, few repeats
-    python benchmarks/run.py --only line economy
+    python benchmarks/run.py --only line economy study
     python benchmarks/run.py --threads 2 --clock wall
 
 Each benchmark is also a script of its own (benchmarks/<file>.py, same options). They
@@ -21,6 +21,7 @@ import original_baseline
 import preset_cost
 import scaling
 import sharpness_solvers
+import study_cost
 from common import parser, start
 
 BENCHMARKS = {
@@ -30,6 +31,7 @@ BENCHMARKS = {
     "original": original_baseline,  # 4. against saving every step + offline interpolation
     "sharpness": sharpness_solvers,  # 5. warm Lanczos vs power iteration
     "scaling": scaling,  # 6. memory and bytes vs run length; cost vs K, model, probe set
+    "study": study_cost,  # 7. cheap / economy / line per study model, and their floors
 }
 
 

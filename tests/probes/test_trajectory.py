@@ -79,3 +79,91 @@ def test_plain_sgd_update_is_minus_the_gradient(kit):
         walk.step(opt, x, y)
     for _, v in [r for r in walk.rows if r[0] >= 0]:
         assert v["cos_grad_update"] == pytest.approx(-1.0, abs=1e-12)
+
+
+def _record(model, opt, walk, x, y, steps, batch=8):
+    """Train `steps` steps with the walk around them; (thetas, grads) as NumPy arrays."""
+    thetas, grads = [], []
+    for t in range(steps):
+        xb, yb = x[t * batch : (t + 1) * batch], y[t * batch : (t + 1) * batch]
+        opt.zero_grad()
+        loss = F.cross_entropy(model(xb), yb)
+        loss.backward()
+        thetas.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy())
+        grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]).numpy())
+        walk.before_step(loss.detach(), (xb, yb))
+        opt.step()
+        walk.after_step(opt)
+    thetas.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy())
+    return thetas, grads
+
+
+def test_sparse_schedule_on_a_float32_model_matches_numpy(kit):
+    """80k float32 parameters (one float64 dot per layer and pair), observed at steps 0, 2,
+    3 and 6 only: each cosine still pairs the step with the one just before it, and the path
+    length still counts every step, to 1e-12 of NumPy in float64 on the same float32 values."""
+    model = kit.tiny_mlp(d_in=300, hidden=256, classes=10, batchnorm=True, seed=3).float()
+    x, y = kit.classification_data(n=64, d_in=300, classes=10)
+    wd = 0.01
+    opt = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9, weight_decay=wd)
+    walk = Walk(model, [Trajectory(lambda t: t in (0, 2, 3, 6))])
+    assert walk.layout.numel > 2**16
+    thetas, grads = _record(model, opt, walk, x.float(), y, steps=7)
+    rows = dict(r for r in walk.rows if r[0] >= 0)
+    assert sorted(rows) == [0, 2, 3, 6]
+    f64 = lambda a: a.astype(np.float64)  # noqa: E731  exact
+    u = [f64(thetas[t + 1] - thetas[t]) for t in range(7)]  # float32 differences, as probed
+    gwd = [f64(grads[t] + np.float32(wd) * thetas[t]) for t in range(7)]
+    for t, v in rows.items():
+        g = f64(grads[t])
+        path = sum(np.linalg.norm(u[s]) for s in range(t + 1))
+        assert v["grad_norm"] == pytest.approx(np.linalg.norm(g), rel=1e-12)
+        assert v["path_length"] == pytest.approx(path, rel=1e-12)
+        assert v["dist_init"] == pytest.approx(
+            np.linalg.norm(f64(thetas[t + 1] - thetas[0])), rel=1e-12)
+        if t == 0:
+            continue
+        assert v["cos_grad"] == pytest.approx(_cos(f64(grads[t - 1]), g), rel=1e-12)
+        assert v["cos_update"] == pytest.approx(_cos(u[t - 1], u[t]), rel=1e-12)
+        assert v["cos_grad_wd"] == pytest.approx(_cos(gwd[t - 1], gwd[t]), rel=1e-12)
+        np.testing.assert_allclose(
+            v["cos_grad_layers"],
+            [_cos(f64(grads[t - 1][a:b]), g[a:b]) for a, b in walk.layout.layer_bounds],
+            rtol=1e-12)
+
+
+def _deep_mlp(d_in: int, width: int = 128, depth: int = 4) -> torch.nn.Module:
+    """Linear-BN-tanh blocks: 2 depth + 1 layers (9: NumPy sums them pairwise, not in order)."""
+    torch.manual_seed(4)
+    layers, d = [], d_in
+    for _ in range(depth):
+        layers += [torch.nn.Linear(d, width), torch.nn.BatchNorm1d(width), torch.nn.Tanh()]
+        d = width
+    return torch.nn.Sequential(*layers, torch.nn.Linear(d, 10))
+
+
+@pytest.mark.parametrize("d_in", [3, 300])  # 52k, 90k parameters: products, float64 dots
+def test_resumed_probe_gives_the_uninterrupted_rows_bit_for_bit(kit, d_in):
+    """The squared norms carried from step to step equal the recomputed ones bit for bit."""
+    x, y = kit.classification_data(n=64, d_in=d_in, classes=10)
+    x = x.float()
+
+    def run(stop_at=None):
+        model = _deep_mlp(d_in)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=1e-3)
+        walk = Walk(model, [Trajectory()])
+        assert (walk.layout.numel > 2**16) == (d_in == 300) and len(walk.layout.layers) == 9
+        _record(model, opt, walk, x, y, steps=stop_at or 8)
+        if stop_at is None:
+            return walk.rows
+        resumed = Walk(model, [Trajectory()])
+        resumed.load_state_dict(walk.state_dict())
+        _record(model, opt, resumed, x[stop_at * 8 :], y[stop_at * 8 :], steps=8 - stop_at)
+        return [r for r in walk.rows if r[0] >= 0] + [r for r in resumed.rows if r[0] >= 0]
+
+    whole, cut = [r for r in run() if r[0] >= 0], run(stop_at=3)
+    assert [s for s, _ in whole] == [s for s, _ in cut] == list(range(8))
+    for (_, a), (_, b) in zip(whole, cut):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)

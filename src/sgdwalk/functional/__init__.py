@@ -39,8 +39,8 @@ from sgdwalk.functional.vector import (
     dot64,
     segment_cosines,
     segment_dots,
-    segment_grams,
     segment_norms,
+    segment_pair_dots,
 )
 
 __all__ = [
@@ -70,6 +70,6 @@ __all__ = [
     "segment_barrier",
     "segment_cosines",
     "segment_dots",
-    "segment_grams",
     "segment_norms",
+    "segment_pair_dots",
 ]
