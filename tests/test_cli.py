@@ -8,6 +8,8 @@ import pytest
 from sgdwalk.cli import main
 from sgdwalk.store import read_run
 
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
+
 TINY = ["--set", "train.epochs=1", "--set", "data.probe_size=32", "--no-progress"]
 
 

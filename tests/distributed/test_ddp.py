@@ -15,6 +15,8 @@ from sgdwalk.experiment import train
 from sgdwalk.store import RunStore, read_run
 from sgdwalk.store.identity import run_dir_name
 
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
+
 OVERRIDES = [
     "data.probe_size=128", "data.probe_batch=64", "model.widths=[32]",
     "model.batchnorm=false", "optim.batch_size=32", "optim.lr=0.2", "train.max_steps=24",

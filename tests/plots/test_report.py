@@ -16,6 +16,8 @@ from sgdwalk.plots import Figure, make_figures
 from sgdwalk.plots.report import write_report
 from sgdwalk.store import load
 
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
+
 N_BOOT = 100
 IMG = re.compile(r"<img src='data:image/png;base64,([A-Za-z0-9+/=]+)'")
 

@@ -17,6 +17,8 @@ from sgdwalk.studies import load_study, run_sweep
 
 from .conftest import cli, same_run
 
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
+
 RUNS = 6
 SUMMARY = re.compile(r"(\d+) runs: .*; (\d+) already done(?:; (\d+) finished by another "
                      r"process)?;")

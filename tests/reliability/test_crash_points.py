@@ -31,6 +31,8 @@ import sgdwalk.store.metrics as mt
 import sgdwalk.store.run as rn
 from sgdwalk.cli import main
 
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
+
 point, at = sys.argv[1], int(sys.argv[2])
 calls = [0]
 

@@ -7,11 +7,15 @@ from __future__ import annotations
 import math
 import sqlite3
 
+import pytest
+
 from sgdwalk.config import load_config
 from sgdwalk.store import RunStore, read_manifest, read_run
 from sgdwalk.store.identity import run_dir_name
 
 from .conftest import run_cli, sets
+
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
 
 TINY = ["data.probe_size=64", "data.probe_batch=32", "model.widths=[32]", "train.epochs=1",
         "train.progress=false"]

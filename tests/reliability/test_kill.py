@@ -17,6 +17,8 @@ from sgdwalk.store.identity import run_dir_name
 
 from .conftest import kill_when, last_step, same_run, sets, tmp_files
 
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
+
 OVERRIDES = [
     "data.probe_size=64", "data.probe_batch=32", "model.widths=[32]", "optim.batch_size=16",
     "train.epochs=4", "train.checkpoint_every=7", "train.flush_every=5",

@@ -23,6 +23,8 @@ from sgdwalk.store.metrics import MetricDb
 
 from .conftest import cli, equal_states, last_step, one_line_error, run_cli, same_run, sets
 
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
+
 OVERRIDES = [
     "data.probe_size=64", "data.probe_batch=32", "model.widths=[64]", "optim.batch_size=32",
     "train.epochs=2", "train.checkpoint_every=5", "train.keep_checkpoints=100",

@@ -16,6 +16,8 @@ from sgdwalk.studies import load_study, run_sweep
 
 from .conftest import cli, kill_when, same_run
 
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
+
 RUNS = 8
 # (runs completed in the manifest, whole process group?) at each kill
 KILLS = [(1, False), (3, True), (5, False)]

@@ -23,6 +23,8 @@ from sgdwalk.store.identity import run_dir_name
 
 from .conftest import one_line_error, run_cli, same_run
 
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
+
 OVERRIDES = ["data.probe_size=32", "data.probe_batch=32", "model.widths=[16]",
              "optim.batch_size=64", "train.epochs=1", "train.checkpoint_every=5",
              "train.progress=false"]

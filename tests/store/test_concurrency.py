@@ -9,8 +9,11 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from sgdwalk.store import RunStore
+
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
 
 NAMES = [f"m{j}" for j in range(8)]
 

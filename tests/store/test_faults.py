@@ -17,6 +17,8 @@ from sgdwalk.store import RunStore
 
 from .conftest import config_text
 
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
+
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:
     message = str(exc.value)

@@ -16,6 +16,8 @@ from sgdwalk.store.disk import TMP_MARK
 
 from .conftest import config_text
 
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
+
 # where the maker is killed: after config.toml and meta.json, before the metric tables;
 # after everything, before the rename into place
 KILL_POINTS = {

@@ -22,6 +22,8 @@ from sgdwalk.studies import load_study, run_sweep
 from sgdwalk.studies.executors import InProcess, LocalPool
 from sgdwalk.studies.ledger import Ledger
 
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
+
 
 class Recorder:
     """A listener that keeps every event in order."""

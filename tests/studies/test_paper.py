@@ -11,6 +11,8 @@ import pytest
 from sgdwalk import load
 from sgdwalk.studies import load_study, run_sweep, study_names
 
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
+
 SMALL = ["train.max_steps=1", "train.device=cpu", "data.probe_size=16", "data.probe_batch=8",
          "optim.batch_size=8", "optim.noise_batch=8", "optim.noise_samples=2",
          "model.width_mult=0.125", "walk.sharpness_max_iter=12"]

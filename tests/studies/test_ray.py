@@ -8,6 +8,8 @@ from sgdwalk import load
 from sgdwalk.store import read_manifest
 from sgdwalk.studies import load_study, run_sweep
 
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
+
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'sgdwalk[ray]')")
 
 

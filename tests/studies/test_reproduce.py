@@ -16,6 +16,8 @@ from sgdwalk.store import read_manifest
 from sgdwalk.studies import load_study, study_names
 from sgdwalk.studies.reproduce import STUDIES, parse_studies
 
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
+
 # --set overrides that shrink every study: one seed, three steps, a small probe set
 TINY = ["train.max_steps=3", "train.seed=1", "data.probe_size=64", "data.probe_batch=32",
         "walk.sharpness_max_iter=6"]

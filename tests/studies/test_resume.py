@@ -9,10 +9,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from sgdwalk import load
 from sgdwalk.errors import StoreError
 from sgdwalk.store import RunStore, find_runs, read_manifest
 from sgdwalk.studies import load_study, run_sweep
+
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
 
 RUNS = 6
 

@@ -15,6 +15,8 @@ from sgdwalk.probes.registry import registered
 from sgdwalk.store import RunStore, find_runs, read_manifest
 from sgdwalk.studies import load_study, run_sweep
 
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
+
 # What each study must record for its claims, by probe family (None: the training loop).
 NEEDS = {
     "trajectory": {None: ["loss"], "trajectory": ["cos_update", "cos_grad", "dist_init"],
