@@ -43,7 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sgdwalk {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
+    _add_training_commands(sub)
+    _add_study_commands(sub)
+    _add_result_commands(sub)
+    return parser
 
+
+def _add_study_commands(sub) -> None:
+    """reproduce and sweep: many runs."""
     p = sub.add_parser("reproduce", help="run every study, then decide claims C1-C12 on "
                        "all of them and write one report",
                        description="Reproduce the study: train every study (see `sgdwalk "
@@ -62,6 +69,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_progress(p)
     p.set_defaults(func=_cmd_reproduce)
 
+    p = sub.add_parser("sweep", help="run a study: a grid of runs, locally or on Ray",
+                       description="Expand a study preset (see `sgdwalk presets`) or a study "
+                       "TOML file into runs and train them. Runs already complete are "
+                       "skipped, interrupted ones resume from their checkpoints, diverged "
+                       "and failed ones (a run that raised, a worker that died) are recorded "
+                       "and the sweep goes on. Exit status: 0 when every run completed or "
+                       "diverged, 1 when a run failed, 130 after Ctrl-C, 2 on bad input.")
+    p.add_argument("study", metavar="STUDY", help="study preset name or .toml file")
+    _add_scale(p)
+    p.add_argument("--workers", type=int, default=1, help="runs trained at once (default 1: "
+                   "in this process; more: one worker process each)")
+    _add_backend(p)
+    p.add_argument("--out", default="runs", help="root folder (default: runs); runs go to "
+                   "OUT/<study>/<name>-<id>")
+    _add_overrides(p)
+    _add_progress(p)
+    p.set_defaults(func=_cmd_sweep)
+
+
+def _add_training_commands(sub) -> None:
+    """train, resume, presets, config: one run and its configuration."""
     p = sub.add_parser("train", help="train one run with probes",
                        description="Train one run. CONFIG is a preset name (see `sgdwalk "
                        "presets`) or a TOML file. The run goes to OUT/<name>-<id>, where id "
@@ -94,24 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(p)
     p.set_defaults(func=_cmd_config)
 
-    p = sub.add_parser("sweep", help="run a study: a grid of runs, locally or on Ray",
-                       description="Expand a study preset (see `sgdwalk presets`) or a study "
-                       "TOML file into runs and train them. Runs already complete are "
-                       "skipped, interrupted ones resume from their checkpoints, diverged "
-                       "and failed ones (a run that raised, a worker that died) are recorded "
-                       "and the sweep goes on. Exit status: 0 when every run completed or "
-                       "diverged, 1 when a run failed, 130 after Ctrl-C, 2 on bad input.")
-    p.add_argument("study", metavar="STUDY", help="study preset name or .toml file")
-    _add_scale(p)
-    p.add_argument("--workers", type=int, default=1, help="runs trained at once (default 1: "
-                   "in this process; more: one worker process each)")
-    _add_backend(p)
-    p.add_argument("--out", default="runs", help="root folder (default: runs); runs go to "
-                   "OUT/<study>/<name>-<id>")
-    _add_overrides(p)
-    _add_progress(p)
-    p.set_defaults(func=_cmd_sweep)
 
+def _add_result_commands(sub) -> None:
+    """claims, report, watch, export: what the runs stored."""
     p = sub.add_parser("claims", help="decide claims C1-C12 from a run or a sweep",
                        description="Decide each claim of the study whose inputs exist in "
                        "DIR (a run or a folder of runs): statistic, effect size, uncertainty, "
@@ -150,7 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: from the suffix of --out, else csv")
     p.add_argument("--out", default=None, help="the file (default: RUN_DIR/scalars.FORMAT)")
     p.set_defaults(func=_cmd_export)
-    return parser
 
 
 def _add_overrides(p):
