@@ -17,6 +17,8 @@ from sgdwalk.store.identity import run_dir_name
 
 from .conftest import cli, same_run, sets, tmp_files
 
+pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
+
 OVERRIDES = [
     "data.probe_size=64", "data.probe_batch=32", "model.widths=[32]", "optim.batch_size=64",
     "train.epochs=2", "train.checkpoint_every=3", "train.flush_every=2",
@@ -30,8 +32,6 @@ import sgdwalk.store.checkpoints as ck
 import sgdwalk.store.metrics as mt
 import sgdwalk.store.run as rn
 from sgdwalk.cli import main
-
-pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
 
 point, at = sys.argv[1], int(sys.argv[2])
 calls = [0]
