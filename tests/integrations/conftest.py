@@ -54,7 +54,7 @@ def images():
     return x, y
 
 
-def plain_walk(images, probes=PROBE_ONLY, accumulate=1):
+def plain_walk(images, probes=PROBE_ONLY, accumulate=1, sink=None):
     """The reference: the same training as a plain loop with before_step/after_step
     (`accumulate` micro-batches per step, each backward of loss / accumulate)."""
     from sgdwalk import Walk
@@ -62,7 +62,8 @@ def plain_walk(images, probes=PROBE_ONLY, accumulate=1):
     x, y = images
     model = SmallCNN()
     opt = torch.optim.SGD(model.parameters(), lr=LR)
-    walk = Walk(model, probes=probes, loss_fn=per_example_ce, probe_set=(x[:32], y[:32]))
+    walk = Walk(model, probes=probes, loss_fn=per_example_ce, probe_set=(x[:32], y[:32]),
+                sink=sink)
     for xb, yb in zip(x.split(BATCH), y.split(BATCH)):
         opt.zero_grad()
         chunks = list(zip(xb.split(BATCH // accumulate), yb.split(BATCH // accumulate)))

@@ -9,33 +9,18 @@ import pytest
 
 from sgdwalk.config import WalkConfig
 
+from .conftest import plain_walk
+
 
 def _walk_rows(images, sink):
-    """Train the reference CNN with `sink` receiving each step's values."""
-    import torch
-    import torch.nn.functional as F
-
-    from sgdwalk import Walk
-
-    from .conftest import BATCH, LR, SmallCNN, per_example_ce
-
-    x, y = images
-    model = SmallCNN()
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    """Train the reference CNN with `sink` receiving each step's values; return them too."""
     rows = []
 
     def both(step, values):
         rows.append((step, values))
         sink(step, values)
 
-    walk = Walk(model, probes=WalkConfig(preset="economy"), loss_fn=per_example_ce, sink=both)
-    for xb, yb in zip(x.split(BATCH), y.split(BATCH)):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(xb), yb)
-        loss.backward()
-        walk.before_step(loss, (xb, yb))
-        opt.step()
-        walk.after_step(opt)
+    plain_walk(images, probes=WalkConfig(preset="economy"), sink=both)
     return rows
 
 
