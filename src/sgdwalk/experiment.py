@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -187,7 +187,10 @@ def _build_walk(cfg: RunConfig, model, data, device, steps_per_epoch: int,
     every batch it will normalise by is checked before anything runs."""
     heldout = data.val if len(data.val) else data.test
     n_heldout = min(len(heldout), cfg.data.probe_size)
-    walk = Walk(model, build_probes(cfg.walk, steps_per_epoch), loss_fn=loss_fn,
+    # eps's finite-population correction: the training loss averages over the training split
+    population = cfg.walk.line_population or len(data.train)
+    walk = Walk(model, build_probes(replace(cfg.walk, line_population=population),
+                                    steps_per_epoch), loss_fn=loss_fn,
                 probe_set=(data.probe.x.to(device), data.probe.y.to(device)),
                 heldout=(heldout.x[:n_heldout].to(device), heldout.y[:n_heldout].to(device)),
                 probe_batch=cfg.data.probe_batch, bn_policy=cfg.walk.bn_policy,

@@ -213,10 +213,10 @@ def test_paired_noise_is_the_standard_error_of_the_paired_difference():
     lb = la + 0.01 * torch.randn(500, generator=gen, dtype=torch.float64)
     d = (la - lb).numpy()
     assert paired_noise(la, lb) == pytest.approx(d.std(ddof=1) / math.sqrt(500), rel=1e-12)
-    # identical losses: only round-off remains, relative to the loss scale
+    # identical losses: only round-off remains, 16 ulps of 1 + the loss, over sqrt(n / 2)
     floor = paired_noise(la, la)
     assert 0 < floor < 1e-13 and floor == pytest.approx(
-        8 * 2.220446049250313e-16 * float(la.mean())
+        16 * 2.220446049250313e-16 * (1 + float(la.mean())) * math.sqrt(2 / 500)
     )
     assert paired_noise(la.float(), la.float()) > 1e-7  # float32 round-off is larger
     assert math.isnan(paired_noise(la[:1], lb[:1]))
@@ -224,3 +224,69 @@ def test_paired_noise_is_the_standard_error_of_the_paired_difference():
     assert math.isnan(paired_noise(la, lb))
     with pytest.raises(ValueError, match="same length"):
         paired_noise(la, lb[:-1])
+
+
+def test_paired_noise_with_the_finite_population_correction():
+    gen = torch.Generator().manual_seed(2)
+    la = 2.0 + torch.rand(500, generator=gen, dtype=torch.float64)
+    lb = la + 0.01 * torch.randn(500, generator=gen, dtype=torch.float64)
+    se = paired_noise(la, lb)
+    # n of N without replacement: SE x sqrt((N - n) / (N - 1)); N = infinity: no change
+    assert paired_noise(la, lb, population=2000) == pytest.approx(
+        se * math.sqrt(1500 / 1999), rel=1e-12)
+    assert paired_noise(la, lb, population=10**12) == pytest.approx(se, rel=1e-9)
+    # the examples are the whole objective: no sampling noise, only the round-off floor
+    top = max(float(la.mean()), float(lb.mean()))
+    assert paired_noise(la, lb, population=500) == pytest.approx(
+        16 * 2.220446049250313e-16 * (1 + top) * math.sqrt(2 / 500), rel=1e-12)
+    with pytest.raises(ValueError, match="expected a population of at least the 500 "
+                       "examples, got 499"):
+        paired_noise(la, lb, population=499)
+
+
+def memorised_losses(dtype, points, seed=0, n=1000):
+    """Per-example cross-entropies of a tanh MLP with logits in the hundreds on labels it
+    predicts (a model that memorised them: a mean loss of 0.02), at theta + a u for each a
+    of `points`, evaluated in `dtype` from the same float64 parameters."""
+    from copy import deepcopy
+
+    from torch import nn
+    from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(16, 64), nn.Tanh(), nn.Linear(64, 10)).double()
+    x = torch.randn(n, 16, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        model[2].weight.mul_(300)
+        y = model(x).argmax(1)
+    theta = parameters_to_vector(model.parameters()).detach()
+    u = 1e-3 * torch.randn(theta.shape, generator=gen, dtype=torch.float64)
+    out = []
+    for a in points:
+        m = deepcopy(model)
+        vector_to_parameters(theta + a * u, m.parameters())
+        m = m.to(dtype)
+        with torch.no_grad():
+            out.append(torch.nn.functional.cross_entropy(m(x.to(dtype)), y, reduction="none"))
+    return out
+
+
+def test_the_round_off_floor_bounds_float32_error_of_loss_differences():
+    """A float32 evaluation against the float64 one of the same parameters (the exact
+    answer here): when the examples are the whole objective, eps = 2 x the round-off
+    floor stays above the float32 error of every difference f(a) - f(b), also where the
+    losses are tiny; a floor relative to the loss alone (the one before the population
+    correction made it matter) falls below it."""
+    points = (0.0, 0.25, 0.5, 1.0)
+    l32, l64 = memorised_losses(torch.float32, points), memorised_losses(torch.float64, points)
+    worst, floor, old = 0.0, math.inf, 0.0
+    for i in range(len(points)):
+        for j in range(i + 1, len(points)):
+            err = (float(l32[i].double().mean() - l32[j].double().mean())
+                   - float(l64[i].mean() - l64[j].mean()))
+            worst = max(worst, abs(err))
+            floor = min(floor, 2 * paired_noise(l32[i], l32[j], population=len(l32[i])))
+            old = max(old, 16 * torch.finfo(torch.float32).eps * float(l32[i].double().mean()))
+    assert 0 < worst < floor
+    assert old < worst

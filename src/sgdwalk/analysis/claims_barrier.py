@@ -15,6 +15,7 @@ import numpy as np
 
 from sgdwalk.analysis.bootstrap import IDENTITY, Blocks, nanmean
 from sgdwalk.analysis.engine import ClaimSpec, Inputs, PartSpec, Statistic
+from sgdwalk.analysis.floors import uncorrected_eps_note
 from sgdwalk.analysis.frames import (
     Tables,
     at_epoch_ends,
@@ -110,7 +111,7 @@ def floor_barriers(t: Tables, runs) -> Inputs | str:
     return Inputs(data, ids, steps_used(t, ids, f"barrier_floor_k{ks[0]}"), n,
                   {"ks": ks, "eps": eps}, {"line_source": src, "share_by_k": share_k},
                   "" if rise_conds else f"floor_change or line_{src}_floor_loss at "
-                  "consecutive steps")
+                  "consecutive steps", uncorrected_eps_note(t, ids))
 
 
 C6 = ClaimSpec(
@@ -178,7 +179,8 @@ def explorer(t: Tables, runs) -> Inputs | str:
     return Inputs(data, expl + (others if other_conds else []),
                   steps_used(t, expl, f"barrier_floor_k{ks[0]}"),
                   {"floor_minus_iter_share": cells, "share_floor_barriers": cells,
-                   "distance_rank": len(other_conds)}, {"eps": eps}, details, needs)
+                   "distance_rank": len(other_conds)}, {"eps": eps}, details, needs,
+                  uncorrected_eps_note(t, expl))
 
 
 def _distances(t: Tables, runs, expl):

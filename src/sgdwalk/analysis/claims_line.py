@@ -13,6 +13,7 @@ import numpy as np
 
 from sgdwalk.analysis.bootstrap import IDENTITY
 from sgdwalk.analysis.engine import ClaimSpec, Inputs, PartSpec, Statistic
+from sgdwalk.analysis.floors import uncorrected_eps_note
 from sgdwalk.analysis.frames import Tables, has_data, pick_line_source, series
 from sgdwalk.analysis.scope import seeds_by_condition, steps_used
 from sgdwalk.analysis.shares import count_blocks, shares
@@ -110,7 +111,8 @@ def interior_convex(t: Tables, runs) -> Inputs | str:
     by_epoch = {str(k): v for k, v in epoch_shares(data, IDENTITY).items()}
     return Inputs(data, list(cells), steps_used(t, list(cells), *cols),
                   {"min_epoch_share": sum(n_of.values())}, {"src": src},
-                  {"line_source": src, "share_by_epoch": by_epoch})
+                  {"line_source": src, "share_by_epoch": by_epoch},
+                  notes=uncorrected_eps_note(t, list(cells)))
 
 
 INTERIOR_CONVEX = Statistic(interior_convex, lowest_epoch_share, (PartSpec(
@@ -149,7 +151,8 @@ def height_cosine(t: Tables, runs) -> Inputs | str:
     n = {name: sum(len(flags[r][0]) for r in used) for name, flags in
          (("share_height_above_noise", high), ("share_negative_cosine", neg))}
     return Inputs(data, used, steps_used(t, used, h, e), n,
-                  {"height": h, "eps": e, "cos": cos}, {"line_source": src, "cosine": cos})
+                  {"height": h, "eps": e, "cos": cos}, {"line_source": src, "cosine": cos},
+                  notes=uncorrected_eps_note(t, used))
 
 
 HEIGHT_COSINE = Statistic(height_cosine, shares, (
@@ -178,7 +181,7 @@ def crossings(t: Tables, runs) -> Inputs | str:
     data = {"share_crossing": ({r: count_blocks(f) for r, (f, _) in flags.items()}, conds)}
     return Inputs(data, list(flags), steps_used(t, list(flags), col),
                   {"share_crossing": sum(len(f) for f, _ in flags.values())}, {"col": col},
-                  {"line_source": src})
+                  {"line_source": src}, notes=uncorrected_eps_note(t, list(flags)))
 
 
 C10 = ClaimSpec(

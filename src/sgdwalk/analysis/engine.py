@@ -119,8 +119,8 @@ def decide(spec: ClaimSpec, t: Tables, rng: np.random.Generator, n_boot: int) ->
     return Claim(spec.id, spec.claim, spec.test, parts=parts, combine=spec.combine,
                  runs=used, steps=found[0].steps,
                  needs="; ".join(g.needs for g in found if g.needs),
-                 notes=excluded_note(t, spec.algorithms, spec.id)
-                 + [n for g in found for n in g.notes],
+                 notes=list(dict.fromkeys(excluded_note(t, spec.algorithms, spec.id)
+                                          + [n for g in found for n in g.notes])),
                  details={**details, "n_boot": n_boot})
 
 

@@ -20,12 +20,13 @@ GRID = np.linspace(-0.25, 1.25, 13)  # contains 0 and 1 (spacing 0.125)
 def run_frame(run_id: str, columns: dict, *, steps_per_epoch: int, lr: float = 0.1,
               batch_size: int = 32, algorithm: str = "sgd", seed: int = 0,
               status: str = "completed", config: dict | None = None,
-              epoch_columns: dict | None = None) -> pd.DataFrame:
+              epoch_columns: dict | None = None, header: dict | None = None) -> pd.DataFrame:
     """One run as rows of the runs x steps table: step -1 (epoch 0) then steps 0..n-1.
 
     columns: metric -> (n,) per-step values (NaN = not measured). epoch_columns: metric ->
     (epochs + 1,) values at step -1 and at the last step of each epoch (train_loss, ...);
-    an `epoch` column is added at those rows.
+    an `epoch` column is added at those rows. header: metric -> value at step -1 only
+    (what probes record before the first step, e.g. line_population).
     """
     n = len(next(iter(columns.values())))
     table = pd.DataFrame({"step": np.arange(-1, n)})
@@ -38,6 +39,8 @@ def run_frame(run_id: str, columns: dict, *, steps_per_epoch: int, lr: float = 0
     for name, v in (epoch_columns or {}).items():
         table[name] = np.nan
         table.loc[table["step"].isin(ends), name] = np.asarray(v, dtype=float)[:len(ends)]
+    for name, v in (header or {}).items():
+        table[name] = np.where(table["step"] == -1, float(v), np.nan)
     cfg = {"optim.lr": lr, "optim.batch_size": batch_size, "optim.algorithm": algorithm,
            "train.seed": seed, "config.name": run_id, **(config or {})}
     for k, v in cfg.items():
@@ -59,7 +62,8 @@ def _run(run_id, lr, b, algorithm, seed, epochs, n_train, rng, diverge_at=None):
         status = "diverged"
     return run_frame(run_id, cols, steps_per_epoch=spe, lr=lr, batch_size=b,
                      algorithm=algorithm, seed=seed, status=status, epoch_columns=ecols,
-                     config={"optim.noise_batch": 64, "walk.line_sources": ("probe",)})
+                     config={"optim.noise_batch": 64, "walk.line_sources": ("probe",)},
+                     header={"line_population": n_train})
 
 
 def _step_columns(lr, b, algorithm, n, n_train, rng) -> dict:

@@ -268,18 +268,29 @@ def curve_summary(grid: Tensor, values: Tensor, eps: float) -> dict[str, float]:
     }
 
 
-def paired_noise(per_example_a: Tensor, per_example_b: Tensor) -> float:
+def paired_noise(per_example_a: Tensor, per_example_b: Tensor,
+                 population: int | None = None) -> float:
     """Standard error of a loss difference measured on the same n examples.
 
-    With d_j = l_a(x_j) - l_b(x_j) the paired per-example differences,
-        SE = std(d, ddof=1) / sqrt(n),
-    floored at the round-off of the two means, 8 * eps_mach * max(mean|l_a|, mean|l_b|),
-    eps_mach of the inputs' (promoted) dtype, float64 at best (2.2e-16). The noise
-    threshold of `curve_summary` is typically eps = 2 * SE, with l_a, l_b the per-example
-    losses at two points of the line (e.g. a = 0 and a = 1).
+    With d_j = l_a(x_j) - l_b(x_j) the paired per-example differences and N = population,
+    the number of examples of the objective the n examples were drawn from (without
+    replacement; None: an infinite population, no correction),
+        SE = std(d, ddof=1) / sqrt(n) * sqrt((N - n) / (N - 1)),
+    the finite-population correction making SE exactly 0 when the n examples are the
+    objective's whole data (N = n). SE is floored at the round-off of the two means,
+        SE_min = 16 eps_mach (1 + max(mean|l_a|, mean|l_b|)) sqrt(2 / n),
+    eps_mach of the inputs' (promoted) dtype, float64 at best (2.2e-16): a per-example
+    loss carries an absolute round-off of a few eps_mach times 1 + |l| (cross-entropy's
+    log-softmax normalises by a sum >= 1, so it does not shrink with the loss; 16 covers
+    the log-softmax over 10 classes about 5x and the logits' own error), independent
+    across examples and points, so a mean of n paired differences carries sqrt(2 / n)
+    times it (derivation and measurements: docs/claims.md, rule 1). The noise threshold of
+    `curve_summary` is typically eps = 2 * SE, with l_a, l_b the per-example losses at two
+    points of the line (e.g. a = 0 and a = 1).
 
     Args:
         per_example_a, per_example_b: (n,) per-example losses on the same examples.
+        population: N >= n, or None.
 
     Returns: SE as a float; NaN if n < 2 or any loss is non-finite.
     """
@@ -289,10 +300,15 @@ def paired_noise(per_example_a: Tensor, per_example_b: Tensor) -> float:
             "paired_noise: expected two 1-D tensors of the same length, "
             f"got {tuple(la.shape)} and {tuple(lb.shape)}"
         )
+    n = la.numel()
+    if population is not None and not (int(population) == population and population >= n):
+        raise ValueError(
+            f"paired_noise: expected a population of at least the {n} examples, "
+            f"got {population}"
+        )
     dtype = torch.promote_types(la.dtype, lb.dtype)
     mach = torch.finfo(dtype if dtype.is_floating_point else torch.float64).eps
     x, y = _array64(la), _array64(lb)
-    n = x.size
     if n < 2:
         return _NAN
     d = x - y
@@ -302,4 +318,6 @@ def paired_noise(per_example_a: Tensor, per_example_b: Tensor) -> float:
     if not (math.isfinite(ss) and math.isfinite(sx) and math.isfinite(sy)):
         return _NAN  # a non-finite loss makes these sums non-finite
     se = math.sqrt(ss / (n - 1)) / math.sqrt(n)
-    return max(se, 8.0 * mach * max(sx, sy) / n)
+    if population is not None:  # sampled without replacement from N examples
+        se *= math.sqrt((population - n) / (population - 1))
+    return max(se, 16.0 * mach * (1.0 + max(sx, sy) / n) * math.sqrt(2.0 / n))

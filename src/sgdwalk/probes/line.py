@@ -7,8 +7,11 @@ For each source S ("batch": the step's own mini-batch; "probe": the fixed probe 
     line_S_<key>           every key of `functional.curve_summary`: floor_a, floor_loss,
                            height, height_end, rel_height, interior, convex, quad_r2,
                            quad_curv, alpha, step_barrier, step_barrier_a, crossing
-    line_S_eps             2 x paired_noise(l(0), l(a_min)): twice the standard error of the
-                           per-example loss difference between a = 0 and the grid minimum
+    line_S_eps             2 x paired_noise(l(0), l(a_min), N): twice the standard error of
+                           the per-example loss difference between a = 0 and the grid
+                           minimum, with the finite-population correction for N examples
+    line_population        N, the examples the training loss averages over (step -1; only
+                           when given): the probe set and a mini-batch are samples of them
 
 Points are evaluated by the `LossEvaluator` under its BatchNorm policy, at exactly theta_t
 (a = 0) and exactly theta_{t+1} (a = 1). f_t(0) is always evaluated, never taken from the
@@ -52,6 +55,9 @@ class LineSettings:
     line_max: float = 1.25  # last grid point
     line_points: int = 13  # grid points, evenly spaced (13 gives spacing 0.125)
     line_sources: tuple[str, ...] = ("probe",)  # batch | probe | heldout
+    # examples the training loss averages over, for eps's finite-population correction;
+    # None: the trainer fills in its training split's size (a Walk in a user's loop: none)
+    line_population: int | None = None
 
     def __post_init__(self):
         for src in self.line_sources:
@@ -61,6 +67,8 @@ class LineSettings:
         expect(self.line_min < self.line_max, "line_min", f"< line_max ({self.line_max})",
                self.line_min)
         expect(self.line_points >= 3, "line_points", ">= 3", self.line_points)
+        expect(self.line_population is None or self.line_population >= 1, "line_population",
+               ">= 1 or none", self.line_population)
 
     def when_on(self) -> None:
         """What only matters (and only conflicts) when the line probe runs."""
@@ -77,14 +85,22 @@ class Line(Probe):
         grid: (K,) sorted step fractions containing 0 and 1 (default: make_grid(-0.25,
             1.25, 13)).
         sources: names in LINE_SOURCES, evaluated in this order.
+        population: examples the training loss averages over (the training split), of
+            which the probe set and a mini-batch are samples drawn without replacement:
+            eps then has the finite-population correction (0 sampling noise when the
+            probe set is all of them). None: unknown, no correction (a full batch, which
+            is the whole objective, still has none).
     """
 
-    def __init__(self, schedule=None, grid=None, sources=("probe",)):
+    def __init__(self, schedule=None, grid=None, sources=("probe",), population=None):
         import torch
 
         from sgdwalk.functional.curve import make_grid
 
         super().__init__(schedule)
+        if population is not None and not (int(population) == population and population > 0):
+            raise ValueError(f"Line: expected a positive population or None, got {population}")
+        self.population = population
         grid = make_grid(-0.25, 1.25, 13) if grid is None else grid
         self.grid = torch.as_tensor(grid, dtype=torch.float64).reshape(-1).clone()
         points = self.grid.tolist()
@@ -104,10 +120,11 @@ class Line(Probe):
         from sgdwalk.functional.curve import make_grid
 
         return cls(schedule, make_grid(cfg.line_min, cfg.line_max, cfg.line_points),
-                   cfg.line_sources)
+                   cfg.line_sources, cfg.line_population)
 
     def header(self) -> dict:
-        return {"line_grid": self.grid.clone()}
+        known = {} if self.population is None else {"line_population": float(self.population)}
+        return {"line_grid": self.grid.clone(), **known}
 
     def observe(self, ctx: StepContext) -> dict:
         from sgdwalk.functional.curve import CURVE_KEYS, curve_summary, paired_noise
@@ -118,7 +135,8 @@ class Line(Probe):
             curve = per.double().mean(dim=1)
             # The K-point analysis runs on the host in NumPy: one transfer, no kernel launches.
             host = curve.cpu()
-            eps = 2.0 * paired_noise(per[self.i0], per[_argmin(host.numpy())])
+            eps = 2.0 * paired_noise(per[self.i0], per[_argmin(host.numpy())],
+                                     self._population(ctx, source, per.shape[1]))
             summary = curve_summary(self.grid, host, eps)
             out[f"line_{source}"] = curve
             out.update({f"line_{source}_{k}": summary[k] for k in CURVE_KEYS})
@@ -146,6 +164,15 @@ class Line(Probe):
         part = ev.line(ctx.theta, ctx.update, rest, ctx.batch, ctx.theta_next)
         known = ctx.batch_losses_next()
         return torch.cat([part[: self.i1], known.unsqueeze(0), part[self.i1 :]])
+
+    def _population(self, ctx: StepContext, source: str, n: int) -> int | None:
+        """N of eps's correction for n examples of `source`: held-out data sample the data
+        distribution (no correction); a full batch is the whole objective (N = n)."""
+        if source == "heldout":
+            return None
+        if source == "batch" and ctx.full_batch:
+            return n
+        return self.population
 
     def _known_start(self, ctx: StepContext, source: str) -> torch.Tensor | None:
         """The previous step's a = 1 losses, if they were measured at exactly theta_t."""

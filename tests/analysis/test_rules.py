@@ -1,0 +1,67 @@
+"""Each rule change of docs/claims.md ("Rules that measure what the study says") on runs
+built so that the rule before the change gives the wrong verdict and the rule after it
+the right one. Every test decides the claim both ways on the same constructed runs."""
+
+import math
+
+import numpy as np
+import torch
+
+from sgdwalk.analysis import CONTRADICTED, SUPPORTED, decide_claims
+from sgdwalk.analysis.synthetic import GRID, run_frame
+from sgdwalk.functional.curve import CURVE_KEYS, curve_summary, paired_noise
+
+N_BOOT = 300
+
+
+def decide(table, cid):
+    (claim,) = decide_claims(table, n_boot=N_BOOT, only=[cid])
+    return claim
+
+
+# ---------------------------------------------------------------- rule 1: eps, finite N
+
+
+def whole_population_lines(rng, steps=40, n=200):
+    """Per step, the per-example losses (n, K) on GRID of a probe set that is the whole
+    objective (N = n): an exact parabola f(a) = 11 + c (a - 0.5)^2 in the mean, but the
+    examples disagree about its depth by a factor 1 +- sqrt(n) (alternating signs, so
+    the mean is exact), which makes the sampling eps twice the depth of the dip."""
+    spread = np.where(np.arange(n) % 2 == 0, 1.0, -1.0) * math.sqrt(n)
+    out = []
+    for _ in range(steps):
+        bowl = rng.uniform(0.05, 0.1) * (GRID - 0.5) ** 2
+        out.append(11.0 + bowl[None, :] * (1.0 + spread[:, None]))
+    return out
+
+
+def line_columns(per_steps, population):
+    """line_probe_* columns as the line probe computes them from per-example losses."""
+    cols = {f"line_probe_{k}": [] for k in (*CURVE_KEYS, "eps")}
+    i0 = int(np.flatnonzero(GRID == 0.0)[0])
+    for per in per_steps:
+        curve = per.mean(axis=0)
+        lo = int(np.argmin(curve))
+        eps = 2 * paired_noise(torch.from_numpy(per[:, i0]), torch.from_numpy(per[:, lo]),
+                               population)
+        s = curve_summary(torch.from_numpy(GRID), torch.from_numpy(curve), eps)
+        for k in CURVE_KEYS:
+            cols[f"line_probe_{k}"].append(s[k])
+        cols["line_probe_eps"].append(eps)
+    return {k: np.asarray(v) for k, v in cols.items()}
+
+
+def test_rule1_an_exact_dip_is_interior_when_the_probe_set_is_the_whole_objective():
+    per = whole_population_lines(np.random.default_rng(0))
+    old = line_columns(per, None)  # a sample of an infinite population
+    new = line_columns(per, 200)  # the probe set is all 200 examples of the objective
+    depth = np.minimum(old["line_probe_height"], old["line_probe_height_end"])
+    assert (old["line_probe_eps"] > 1.9 * depth).all() and (new["line_probe_eps"] < 1e-12).all()
+    header = {"line_population": 200}
+    c_old = decide(run_frame("r", old, steps_per_epoch=20), "C1")
+    c_new = decide(run_frame("r", new, steps_per_epoch=20, header=header), "C1")
+    assert c_old.verdict == CONTRADICTED and c_old.parts[0].value == 0.0
+    assert c_new.verdict == SUPPORTED and c_new.parts[0].value == 1.0
+    # a run without line_population keeps its eps and says so
+    assert any("without the finite-population correction in runs r" in n for n in c_old.notes)
+    assert not any("finite-population" in n for n in c_new.notes)
