@@ -65,3 +65,41 @@ def test_rule1_an_exact_dip_is_interior_when_the_probe_set_is_the_whole_objectiv
     # a run without line_population keeps its eps and says so
     assert any("without the finite-population correction in runs r" in n for n in c_old.notes)
     assert not any("finite-population" in n for n in c_new.notes)
+
+
+# ---------------------------------------------------------------- rule 6: censored floors
+
+
+def descending_floors(rng, n=60, eps=0.005, every=3):
+    """A run whose measured floor loss falls by 0.01 every step, while every third step's
+    floor lies beyond the grid (a* = 1.25): its stored floor loss, f(1.25), is a bound
+    0.05 above the sequence. Floor barriers above eps on 30% of (t, k)."""
+    t = np.arange(n)
+    cens = (t % every == every - 1).astype(float)
+    cols = {"line_probe_floor_loss": 1.0 - 0.01 * t + 0.05 * cens,
+            "line_probe_floor_a": np.where(cens == 1, 1.25, 0.5),
+            "line_probe_censored": cens, "line_probe_eps": np.full(n, eps)}
+    for k in (1, 2):
+        b = np.where(rng.random(n) < 0.3, 2 * eps, 0.1 * eps)
+        b[:k] = np.nan
+        cols[f"barrier_floor_k{k}"] = b
+    return cols
+
+
+def test_rule6_a_floor_beyond_the_grid_is_a_bound_not_a_rise_of_the_floor():
+    cols = descending_floors(np.random.default_rng(0))
+    old = {k: v for k, v in cols.items() if k not in ("line_probe_censored",
+                                                      "line_probe_floor_a")}
+    c_old = decide(run_frame("r", old, steps_per_epoch=20), "C6")
+    c_new = decide(run_frame("r", cols, steps_per_epoch=20), "C6")
+    rises_old, rises_new = (next(p for p in c.parts if p.name == "share_floor_rises")
+                            for c in (c_old, c_new))
+    # the old rule counts each jump onto a bound as a rise: a third of the steps
+    assert c_old.verdict == SUPPORTED and rises_old.value > 0.3
+    # between measured floors the sequence only falls
+    assert c_new.verdict == CONTRADICTED and rises_new.value == 0.0 and rises_new.n >= 10
+    # a run recorded before the flag: a floor at walk.line_max is censored all the same
+    legacy = {k: v for k, v in cols.items() if k != "line_probe_censored"}
+    c_legacy = decide(run_frame("r", legacy, steps_per_epoch=20,
+                                config={"walk.line_max": 1.25}), "C6")
+    assert c_legacy.verdict == CONTRADICTED and c_legacy.parts[1].value == 0.0

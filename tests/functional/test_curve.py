@@ -290,3 +290,30 @@ def test_the_round_off_floor_bounds_float32_error_of_loss_differences():
             old = max(old, 16 * torch.finfo(torch.float32).eps * float(l32[i].double().mean()))
     assert 0 < worst < floor
     assert old < worst
+
+
+# ---------------------------------------------------------------- censored floors
+
+
+@pytest.mark.parametrize("vertex, edge", [(3.0, 1.25), (-1.0, -0.25)])
+def test_a_floor_at_the_grid_edge_is_censored_and_has_no_alpha(vertex, edge):
+    """The sampled minimum is an end point: the floor is a bound (the true vertex lies
+    beyond the edge), so the flag is set and alpha (1/a* - 1 = -0.2 at a* = 1.25, for
+    every such step alike) is not reported."""
+    grid = make_grid(-0.25, 1.25, 13)
+    f = parabola(grid, vertex=vertex)
+    s = curve_summary(grid, f, eps=1e-9)
+    assert s["censored"] == 1.0 and s["floor_a"] == edge and math.isnan(s["alpha"])
+    true_floor = parabola(torch.tensor(vertex, dtype=torch.float64), vertex=vertex)
+    assert s["floor_loss"] > float(true_floor)  # a bound above the true floor
+    assert s["height"] < float(f[grid == 0.0] - true_floor)  # the height a lower bound
+    inside = curve_summary(grid, parabola(grid, vertex=0.9), eps=1e-9)
+    assert inside["censored"] == 0.0 and inside["alpha"] == pytest.approx(1 / 0.9 - 1)
+
+
+def test_a_missing_end_sample_makes_the_last_finite_one_the_edge():
+    grid = make_grid(-0.25, 1.25, 13)
+    f = parabola(grid, vertex=3.0)
+    f[-1] = float("nan")  # the best sample is missing: the next one is the edge now
+    s = curve_summary(grid, f, eps=1e-9)
+    assert s["censored"] == 1.0 and s["floor_a"] == float(grid[-2])

@@ -15,7 +15,7 @@ import numpy as np
 
 from sgdwalk.analysis.bootstrap import IDENTITY, Blocks, nanmean
 from sgdwalk.analysis.engine import ClaimSpec, Inputs, PartSpec, Statistic
-from sgdwalk.analysis.floors import uncorrected_eps_note
+from sgdwalk.analysis.floors import censored_at, censored_change, uncorrected_eps_note
 from sgdwalk.analysis.frames import (
     Tables,
     at_epoch_ends,
@@ -54,14 +54,21 @@ def eps_source(t: Tables, run_ids) -> str | None:
 
 def barrier_flags(t: Tables, run_id: str, paths, ks: list[int], eps: str) -> list[np.ndarray]:
     """Per path ("floor", "iter"), a (steps, len(ks)) matrix: 1 where barrier_<path>_k{k} >
-    eps at step t, 0 where not, NaN where either is missing. Rows are the run's steps
-    (>= 0) with any barrier value, the same rows for every path."""
+    eps at step t, 0 where not, NaN where either is missing or, on the floor path, where
+    the floor of step t or t - k was censored (a bound is no floor point: rule 6). Rows are
+    the run's steps (>= 0) with any barrier value, the same rows for every path. eps is
+    line_S_eps, S the line source whose floors the barrier probe joined."""
     rows = t.steps[(t.steps["run_id"] == run_id) & (t.steps["step"] >= 0)]
     e = rows[eps].to_numpy(dtype=float)[:, None]
+    step = rows["step"].to_numpy()
+    cens = censored_at(t, run_id, eps.removeprefix("line_").removesuffix("_eps"))
+    bound = np.stack([[cens.get(s) == 1 or cens.get(s - k) == 1 for k in ks] for s in step]) \
+        if len(step) else np.zeros((0, len(ks)), bool)
     out = []
     for path in paths:
         b = rows[[f"barrier_{path}_k{k}" for k in ks]].to_numpy(dtype=float)
-        out.append(np.where(np.isfinite(b) & np.isfinite(e), (b > e).astype(float), np.nan))
+        ok = np.isfinite(b) & np.isfinite(e) & ~(bound if path == "floor" else False)
+        out.append(np.where(ok, (b > e).astype(float), np.nan))
     keep = np.any([np.isfinite(m).any(axis=1) for m in out], axis=0)
     return [m[keep] for m in out]
 
@@ -69,17 +76,19 @@ def barrier_flags(t: Tables, run_id: str, paths, ks: list[int], eps: str) -> lis
 def rise_flags(t: Tables, run_id: str, src: str) -> np.ndarray:
     """1 where the floor loss rose beyond eps from step t-1 to t (floor_change > eps_t),
     0 where not; floor_change is recomputed from line_S_floor_loss at consecutive steps
-    when the barrier probe did not store it."""
-    rows = t.steps[(t.steps["run_id"] == run_id) & (t.steps["step"] >= 0)]
+    when the barrier probe did not store it. Steps where the floor of t or t-1 was
+    censored are left out: a change between bounds is no measured rise (rule 6)."""
+    sel = (t.steps["run_id"] == run_id) & (t.steps["step"] >= 0)
+    rows = t.steps[sel]
     eps = rows[f"line_{src}_eps"].to_numpy(dtype=float)
+    consecutive = np.diff(rows["step"].to_numpy(), prepend=-10) == 1
     if "floor_change" in rows.columns and np.isfinite(rows["floor_change"].to_numpy(float)).any():
         change = rows["floor_change"].to_numpy(dtype=float)
     else:
         floor = rows[f"line_{src}_floor_loss"].to_numpy(dtype=float) \
             if f"line_{src}_floor_loss" in rows.columns else np.full(len(rows), np.nan)
-        consecutive = np.diff(rows["step"].to_numpy(), prepend=-10) == 1
         change = np.where(consecutive, floor - np.roll(floor, 1), np.nan)
-    ok = np.isfinite(change) & np.isfinite(eps)
+    ok = np.isfinite(change) & np.isfinite(eps) & ~censored_change(t, src)[sel].to_numpy()
     return (change[ok] > eps[ok]).astype(float)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from sgdwalk.analysis.bootstrap import IDENTITY, nanmean, rel_diff, spearman
 from sgdwalk.analysis.engine import ClaimSpec, Inputs, PartSpec, Statistic
 from sgdwalk.analysis.families import N_ITER_CHECKPOINTS
+from sgdwalk.analysis.floors import measured
 from sgdwalk.analysis.frames import Tables, family_key, height_column, series, value_at
 from sgdwalk.analysis.scope import steps_used
 
@@ -211,9 +212,10 @@ def _pair_values(t: Tables, p, rs, hcol) -> dict:
     for key, col in zip(C9_KEYS, ("dist_init", hcol, "train_loss", "test_acc")):
         if col is None:
             continue
-        if key == "height":
-            vals = {r: (v := series(t.steps, r, col))[col].to_numpy(float)[
-                v["step"].to_numpy() <= last] for r in rs}
+        if key == "height":  # measured floors only (floors.measured)
+            h, step = measured(t, col), t.steps["step"]
+            ok = np.isfinite(h) & (step >= 0) & (step <= last)
+            vals = {r: h[ok & (t.steps["run_id"] == r)].to_numpy(float) for r in rs}
         else:
             at = cps if key == "dist" else _final_evals(t, rs, col, last)
             vals = {r: value_at(t.steps, r, col, at) for r in rs}

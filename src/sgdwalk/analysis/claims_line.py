@@ -13,7 +13,7 @@ import numpy as np
 
 from sgdwalk.analysis.bootstrap import IDENTITY
 from sgdwalk.analysis.engine import ClaimSpec, Inputs, PartSpec, Statistic
-from sgdwalk.analysis.floors import uncorrected_eps_note
+from sgdwalk.analysis.floors import censored, uncorrected_eps_note
 from sgdwalk.analysis.frames import Tables, has_data, pick_line_source, series
 from sgdwalk.analysis.scope import seeds_by_condition, steps_used
 from sgdwalk.analysis.shares import count_blocks, shares
@@ -26,11 +26,15 @@ LINE_NEEDS = ("line_*_{cols} from the line probe (walk.line; walk.preset=line or
               "e.g. `sgdwalk sweep trajectory`)")
 
 
-def run_flags(t: Tables, runs, columns, flag) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """run -> (0/1 flags, 1-based epochs) over the steps where all columns are finite."""
+def run_flags(t: Tables, runs, columns, flag,
+              where=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """run -> (0/1 flags, 1-based epochs) over the steps where all columns are finite (and
+    `where`, a boolean Series over t.steps, holds)."""
     out = {}
     for r in runs.index:
         rows = series(t.steps, r, *columns)
+        if where is not None:
+            rows = rows[where[rows.index].to_numpy(dtype=bool)]
         if len(rows):
             spe = runs.loc[r, "steps_per_epoch"]
             spe = spe if np.isfinite(spe) and spe > 0 else 1
@@ -142,7 +146,9 @@ def height_cosine(t: Tables, runs) -> Inputs | str:
             need.append("cos_update from the trajectory probe (walk.trajectory; preset cheap)")
         return "; ".join(need)
     h, e = f"line_{src}_height", f"line_{src}_eps"
-    high = run_flags(t, runs, (h, e), lambda rows: rows[h] > rows[e])
+    # a height above a censored floor is a bound, not a measurement (rule 6)
+    high = run_flags(t, runs, (h, e), lambda rows: rows[h] > rows[e],
+                     censored(t, src) != 1)
     neg = run_flags(t, runs, (cos,), lambda rows: rows[cos] < 0)
     used = sorted(set(high) & set(neg))
     conds = seeds_by_condition(runs.loc[used])

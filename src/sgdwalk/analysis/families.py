@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sgdwalk.analysis.bootstrap import pair_signs
+from sgdwalk.analysis.floors import measured_per_run
 from sgdwalk.analysis.frames import (
     Tables,
     at_epoch_ends,
@@ -60,13 +61,11 @@ def n_pairs(fams: list[Family]) -> int:
 
 
 def per_run(t: Tables, runs, column: str) -> dict[str, np.ndarray]:
-    """run -> the finite values of `column` at steps >= 0, in step order."""
-    out = {}
-    for r in runs.index:
-        v = series(t.steps, r, column)[column].to_numpy(dtype=float)
-        if len(v):
-            out[r] = v
-    return out
+    """run -> the finite values of `column` at steps >= 0, in step order; a floor or height
+    of the line probe only where its floor was measured, not censored (floors.measured)."""
+    if column not in t.steps.columns:
+        return {}
+    return measured_per_run(t, list(runs.index), column)
 
 
 def with_data(fams: list[Family], have) -> list[Family]:

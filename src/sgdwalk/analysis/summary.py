@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from sgdwalk.analysis.claims_barrier import barrier_flags, barrier_ks
+from sgdwalk.analysis.floors import censored, censored_change, measured
 from sgdwalk.analysis.frames import (
     Tables,
     at_epoch_ends,
@@ -29,16 +30,18 @@ def summarize_runs(table) -> pd.DataFrame:
     - final_<split>_<loss|acc>: the last finite evaluation (for a diverged run, the last
       one before it diverged);
     - line_source (probe, batch or heldout), height_source (line_S_height, else
-      econ_height), height_median (its median over all measured steps) and
-      height_median_e<E> per 1-based epoch E;
+      econ_height), height_median (its median over the steps whose floor was measured, not
+      censored) and height_median_e<E> per 1-based epoch E; censored_share (steps whose
+      floor lies at the grid's edge);
     - dist_init_final, path_length_final; matched_epoch (the last epoch every non-diverged
       run completed) with dist_init_at_epoch, path_length_at_epoch; matched_step (the
       last step every non-diverged run reached) with dist_init_at_step,
       path_length_at_step;
     - sharp_lambda_max_final, sharp_lr_lambda_final, align_topk_median;
-    - interior_convex_share, height_above_eps_share, cos_update_neg_share, crossing_share;
-      barrier_floor_share, barrier_iter_share (share of (t, k) whose barrier exceeds
-      line_S_eps), floor_rise_share (share of steps with floor_change > eps).
+    - interior_convex_share, height_above_eps_share (over measured floors),
+      cos_update_neg_share, crossing_share; barrier_floor_share, barrier_iter_share (share
+      of (t, k) whose barrier exceeds line_S_eps; floor segments between measured floors),
+      floor_rise_share (share of steps with floor_change > eps, between measured floors).
     Values whose inputs are missing are NaN.
     """
     t = table if isinstance(table, Tables) else Tables.from_frames(table)
@@ -60,7 +63,7 @@ def summarize_runs(table) -> pd.DataFrame:
             row[f"final_{name}"] = _last_value(steps, r, name)
         row["line_source"], row["height_source"] = src, hcol
         if hcol:
-            row.update(_heights(steps, r, hcol, run["steps_per_epoch"]))
+            row.update(_heights(t, r, hcol, run["steps_per_epoch"]))
         for name in ("dist_init", "path_length"):
             row[f"{name}_final"] = _last_value(steps, r, name)
             row[f"{name}_at_epoch"] = (at_epoch_ends(steps, r, name, [e_match])[0]
@@ -105,21 +108,27 @@ def _diverged_step(steps, r) -> float:
     return float(rows["step"].min()) if len(rows) else np.nan
 
 
-def _heights(steps, r, col, spe) -> dict:
-    rows = series(steps, r, col)
-    out = {"height_median": float(rows[col].median()) if len(rows) else np.nan}
-    if len(rows) and np.isfinite(spe) and spe > 0:
-        epoch = rows["step"] // int(spe) + 1
-        for e, v in rows[col].groupby(epoch):
-            out[f"height_median_e{int(e)}"] = float(v.median())
+def _heights(t: Tables, r, col, spe) -> dict:
+    """Median height over the run's measured floors (not censored), and per epoch."""
+    h = measured(t, col)
+    rows = (t.steps["run_id"] == r) & (t.steps["step"] >= 0) & np.isfinite(h)
+    v, step = h[rows], t.steps.loc[rows, "step"]
+    out = {"height_median": float(v.median()) if len(v) else np.nan}
+    if len(v) and np.isfinite(spe) and spe > 0:
+        for e, x in v.groupby(step // int(spe) + 1):
+            out[f"height_median_e{int(e)}"] = float(x.median())
     return out
 
 
-def _step_share(steps, r, cols, flag) -> float:
-    """Share of the run's steps with `flag` among those where every column is measured."""
+def _step_share(steps, r, cols, flag, where=None) -> float:
+    """Share of the run's steps with `flag` among those where every column is measured
+    (and `where`, a boolean Series over the steps, holds)."""
     if not all(c in steps.columns for c in cols):
         return np.nan
-    return flag_share(flag(series(steps, r, *cols)).to_numpy(dtype=float))
+    rows = series(steps, r, *cols)
+    if where is not None:
+        rows = rows[where[rows.index].to_numpy(dtype=bool)]
+    return flag_share(flag(rows).to_numpy(dtype=float))
 
 
 def _shares(t: Tables, r, src) -> dict:
@@ -130,7 +139,11 @@ def _shares(t: Tables, r, src) -> dict:
         x = f"line_{src}_crossing"
         out["interior_convex_share"] = _step_share(steps, r, (i, c),
                                                    lambda d: (d[i] == 1) & (d[c] == 1))
-        out["height_above_eps_share"] = _step_share(steps, r, (h, e), lambda d: d[h] > d[e])
+        cens = censored(t, src)
+        out["height_above_eps_share"] = _step_share(steps, r, (h, e), lambda d: d[h] > d[e],
+                                                    cens != 1)
+        out["censored_share"] = flag_share(cens[(steps["run_id"] == r) & (steps["step"] >= 0)]
+                                           .dropna().to_numpy())
         out["crossing_share"] = _step_share(steps, r, (x,), lambda d: d[x] == 1)
     out["cos_update_neg_share"] = _step_share(steps, r, ("cos_update",),
                                               lambda d: d["cos_update"] < 0)
@@ -139,8 +152,9 @@ def _shares(t: Tables, r, src) -> dict:
         ks = barrier_ks(steps, path)
         out[f"barrier_{path}_share"] = flag_share(
             barrier_flags(t, r, (path,), ks, eps)[0]) if ks and eps else np.nan
-    # floor rises as the barrier probe stored them (no recomputation from floor losses)
+    # floor rises as the barrier probe stored them (no recomputation from floor losses),
+    # between measured floors only
     out["floor_rise_share"] = _step_share(steps, r, ("floor_change", eps),
-                                          lambda d: d["floor_change"] > d[eps]) \
-        if eps else np.nan
+                                          lambda d: d["floor_change"] > d[eps],
+                                          ~censored_change(t, src)) if eps else np.nan
     return out

@@ -39,6 +39,7 @@ CURVE_KEYS = (
     "step_barrier",
     "step_barrier_a",
     "crossing",
+    "censored",
 )
 
 _NAN = float("nan")
@@ -133,6 +134,16 @@ def _refine(a: list[float], f: list[float]) -> tuple[float, float]:
     return x, min(y0 + d1 * (x - x0) + c * (x - x0) * (x - x1), y1)
 
 
+def _at_edge(f: list[float]) -> float:
+    """1.0 when the smallest finite sample (the first, as `_refine` picks it) is the first or
+    last finite sample, 0.0 when it lies between them, NaN without a finite sample."""
+    idx = [i for i, v in enumerate(f) if math.isfinite(v)]
+    if not idx:
+        return _NAN
+    best = min(idx, key=f.__getitem__)
+    return float(best in (idx[0], idx[-1]))
+
+
 def _second_differences(a: list[float], f: list[float]) -> list[float]:
     """D_i = 2 (chord_i - f_i), the chord joining the neighbours evaluated at a_i.
 
@@ -202,11 +213,17 @@ def curve_summary(grid: Tensor, values: Tensor, eps: float) -> dict[str, float]:
                              grid is the second difference f_{i-1} - 2 f_i + f_{i+1}
         quad_r2, quad_curv   R^2 and second derivative q'' of the least-squares parabola
                              through all samples
-        alpha                1 / a* - 1 (Cockpit step quality: 0 landed on the floor,
-                             > 0 overshot it, < 0 stopped short); NaN when a* <= 0
+        alpha                1 / a* - 1 (0 landed on the floor, > 0 overshot it, < 0 stopped
+                             short; Cockpit's formula, not its fit: docs/metrics.md); NaN
+                             when a* <= 0 or the floor is censored
         step_barrier         max_{a_i in [0,1]} f(a_i) - max(f0, f1)   (>= 0)
         step_barrier_a       the a_i where that maximum lies (an end if it is 0)
         crossing             1.0 if step_barrier > eps (an interior maximum above both ends)
+        censored             1.0 if the smallest finite sample is the first or last finite
+                             one: the floor lies at or beyond the grid's edge, so floor_a
+                             and floor_loss are bounds (the true a* beyond the edge, the
+                             true F below), height and height_end lower bounds, and alpha
+                             is NaN; 0.0 for a floor measured inside the grid
 
     Non-finite samples are missing: the floor ignores them, every other key that depends
     on one is NaN (flags included), and a NaN `eps` makes the flags NaN.
@@ -231,10 +248,11 @@ def curve_summary(grid: Tensor, values: Tensor, eps: float) -> dict[str, float]:
     f0, f1 = f[a.index(0.0)], f[a.index(1.0)]
 
     a_star, F = _refine(a, f)
+    censored = _at_edge(f)
     height, height_end = f0 - F, f1 - F
     rel_height = height / f0 if f0 != 0 else _NAN
     interior = _flag(0.0 < a_star < 1.0 and min(f0, f1) - F > eps, a_star, f0, f1, F, eps)
-    alpha = 1.0 / a_star - 1.0 if a_star > 0 else _NAN
+    alpha = 1.0 / a_star - 1.0 if a_star > 0 and censored == 0.0 else _NAN
 
     if all_ok:
         r2, curv = _quadratic_fit(a, f)
@@ -265,6 +283,7 @@ def curve_summary(grid: Tensor, values: Tensor, eps: float) -> dict[str, float]:
         "step_barrier": barrier,
         "step_barrier_a": barrier_a,
         "crossing": crossing,
+        "censored": censored,
     }
 
 

@@ -6,7 +6,8 @@ For each source S ("batch": the step's own mini-batch; "probe": the fixed probe 
     line_S                 f_t(a_i) at each grid point (vector; the grid is `line_grid`)
     line_S_<key>           every key of `functional.curve_summary`: floor_a, floor_loss,
                            height, height_end, rel_height, interior, convex, quad_r2,
-                           quad_curv, alpha, step_barrier, step_barrier_a, crossing
+                           quad_curv, alpha, step_barrier, step_barrier_a, crossing,
+                           censored
     line_S_eps             2 x paired_noise(l(0), l(a_min), N): twice the standard error of
                            the per-example loss difference between a = 0 and the grid
                            minimum, with the finite-population correction for N examples
