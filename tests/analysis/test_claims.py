@@ -65,6 +65,7 @@ def line_run(rng, n=60, spe=20, p_interior=0.9, p_convex=1.0, height=1.0, eps=0.
         "line_probe_interior": bern(rng, p_interior, n) if interior is None else interior,
         "line_probe_convex": bern(rng, p_convex, n),
         "line_probe_height": np.full(n, height) * np.exp(0.1 * rng.standard_normal(n)),
+        "line_probe_floor_a": np.full(n, 0.5),  # inside the step: C2 counts its height
         "line_probe_eps": np.full(n, eps),
         "line_probe_crossing": bern(rng, p_cross, n),
         "cos_update": cos + cos_sd * rng.standard_normal(n) if cos_values is None else cos_values,

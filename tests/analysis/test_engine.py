@@ -100,6 +100,7 @@ def test_statistics_are_bootstrapped_in_order_from_one_generator():
     n = 40
     cols = {"line_probe_interior": (rng.random(n) < 0.9) * 1.0, "line_probe_convex": np.ones(n),
             "line_probe_height": np.ones(n), "line_probe_eps": np.full(n, 0.1),
+            "line_probe_floor_a": np.full(n, 0.5),
             "cos_update": rng.normal(-0.5, 0.3, n)}
     t = Tables.from_frames(run_frame("gd", cols, steps_per_epoch=1, algorithm="gd"))
     c12 = decide(C12, t, np.random.default_rng(9), N_BOOT)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from sgdwalk.analysis import CONTRADICTED, SUPPORTED, decide_claims
+from sgdwalk.analysis.frames import Tables
 from sgdwalk.analysis.synthetic import GRID, run_frame
 from sgdwalk.functional.curve import CURVE_KEYS, curve_summary, paired_noise
 
@@ -103,3 +104,37 @@ def test_rule6_a_floor_beyond_the_grid_is_a_bound_not_a_rise_of_the_floor():
     c_legacy = decide(run_frame("r", legacy, steps_per_epoch=20,
                                 config={"walk.line_max": 1.25}), "C6")
     assert c_legacy.verdict == CONTRADICTED and c_legacy.parts[1].value == 0.0
+
+
+# ---------------------------------------------------------------- rule 2: floors in (0, 1]
+
+
+def descending_steps(rng, n=60, eps=0.1):
+    """80% of the steps descend past a = 1 (floor at a* = 1.15, beyond the step: the
+    height f(0) - F = 1.0 is the descent still ahead, > eps); the other 20% reach a floor
+    inside the step (a* = 0.6) but stay within the noise of it (height 0.05 < eps).
+    Consecutive updates point against each other (cos_update about -0.5)."""
+    inside = rng.permutation(np.arange(n) % 5 == 0)
+    return {"line_probe_floor_a": np.where(inside, 0.6, 1.15),
+            "line_probe_height": np.where(inside, 0.05, 1.0),
+            "line_probe_censored": np.zeros(n), "line_probe_eps": np.full(n, eps),
+            "cos_update": -0.5 + 0.1 * rng.standard_normal(n)}
+
+
+def tables(cols, **kw):
+    """One run "r" of 1,000 parameters (meta.json's `parameters`)."""
+    return Tables.from_frames(run_frame("r", cols, steps_per_epoch=20, **kw),
+                              metas={"r": {"parameters": 1000}})
+
+
+def test_rule2_a_height_counts_over_a_floor_inside_the_step():
+    cols = descending_steps(np.random.default_rng(0))
+    # the old rule counted every step, wherever its floor: as if all were inside
+    blind = {**cols, "line_probe_floor_a": np.full(60, 0.6)}
+    c_old, c_new = decide(tables(blind), "C2"), decide(tables(cols), "C2")
+    h_old, h_new = (c.parts[0] for c in (c_old, c_new))
+    assert h_old.name == h_new.name == "share_height_above_noise"
+    assert c_old.verdict == SUPPORTED and h_old.value == 0.8 and h_old.n == 60
+    assert c_new.verdict == CONTRADICTED and h_new.value == 0.0 and h_new.n == 12
+    assert c_new.details["floor_position"] == {"uphill": 0.0, "overshoot": 0.2,
+                                               "undershoot": 0.8, "steps": 60}

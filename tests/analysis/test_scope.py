@@ -18,6 +18,7 @@ def line_run(rng, run_id, study, p_interior, lr=1.0, algorithm="sgd"):
         "line_probe_interior": (rng.random(n) < p_interior).astype(float),
         "line_probe_convex": np.ones(n),
         "line_probe_height": np.ones(n),
+        "line_probe_floor_a": np.full(n, 0.5),
         "line_probe_eps": np.full(n, 0.1),
         "line_probe_crossing": np.zeros(n),
         "cos_update": np.full(n, -0.5),

@@ -13,7 +13,7 @@ import numpy as np
 
 from sgdwalk.analysis.bootstrap import IDENTITY
 from sgdwalk.analysis.engine import ClaimSpec, Inputs, PartSpec, Statistic
-from sgdwalk.analysis.floors import censored, uncorrected_eps_note
+from sgdwalk.analysis.floors import censored, floor_positions, uncorrected_eps_note
 from sgdwalk.analysis.frames import Tables, has_data, pick_line_source, series
 from sgdwalk.analysis.scope import seeds_by_condition, steps_used
 from sgdwalk.analysis.shares import count_blocks, shares
@@ -134,36 +134,42 @@ C1 = ClaimSpec(
 
 
 def height_cosine(t: Tables, runs) -> Inputs | str:
-    """C2's inputs: per run, steps with height > eps and steps with a negative cosine."""
+    """C2's inputs: per run, among the steps whose floor lies inside the step (0 < a* <= 1,
+    measured), those with height > eps; and the steps with a negative cosine."""
     ids = list(runs.index)
-    src = pick_line_source(t.steps, ("height", "eps"), ids)
+    src = pick_line_source(t.steps, ("height", "eps", "floor_a"), ids)
     cos = next((c for c in ("cos_update", "cos_grad") if has_data(t.steps, c, ids)), None)
     if src is None or cos is None:
         need = []
         if src is None:
-            need.append(LINE_NEEDS.format(cols="height and line_*_eps"))
+            need.append(LINE_NEEDS.format(cols="height, line_*_floor_a and line_*_eps"))
         if cos is None:
             need.append("cos_update from the trajectory probe (walk.trajectory; preset cheap)")
         return "; ".join(need)
-    h, e = f"line_{src}_height", f"line_{src}_eps"
-    # a height above a censored floor is a bound, not a measurement (rule 6)
-    high = run_flags(t, runs, (h, e), lambda rows: rows[h] > rows[e],
-                     censored(t, src) != 1)
+    h, e, fa = (f"line_{src}_{k}" for k in ("height", "eps", "floor_a"))
+    # a height counts over a floor the step reached (rule 2), measured (rule 6)
+    inside = (t.steps[fa] > 0) & (t.steps[fa] <= 1) & (censored(t, src) != 1)
+    high = run_flags(t, runs, (h, e, fa), lambda rows: rows[h] > rows[e], inside)
+    lines = run_flags(t, runs, (h, e, fa), lambda rows: rows[h] > rows[e])
     neg = run_flags(t, runs, (cos,), lambda rows: rows[cos] < 0)
-    used = sorted(set(high) & set(neg))
+    used = sorted(set(lines) & set(neg))
+    high = {r: high.get(r, (np.zeros(0), np.zeros(0, int))) for r in used}
     conds = seeds_by_condition(runs.loc[used])
     data = {name: ({r: count_blocks(flags[r][0]) for r in used}, conds) for name, flags in
             (("share_height_above_noise", high), ("share_negative_cosine", neg))}
     n = {name: sum(len(flags[r][0]) for r in used) for name, flags in
          (("share_height_above_noise", high), ("share_negative_cosine", neg))}
+    details = {"line_source": src, "cosine": cos,
+               "floor_position": floor_positions(t, used, src)}
     return Inputs(data, used, steps_used(t, used, h, e), n,
-                  {"height": h, "eps": e, "cos": cos}, {"line_source": src, "cosine": cos},
+                  {"height": h, "eps": e, "cos": cos}, details,
                   notes=uncorrected_eps_note(t, used))
 
 
 HEIGHT_COSINE = Statistic(height_cosine, shares, (
     PartSpec("share_height_above_noise", "share of steps with height > eps ({height} > "
-             "{eps})", SHARE, "above", MIN_GROUP),
+             "{eps}) among those whose floor lies inside the step (0 < a* <= 1, measured)",
+             SHARE, "above", MIN_GROUP),
     PartSpec("share_negative_cosine", "share of steps with {cos} < 0", SHARE, "above",
              MIN_GROUP)))
 

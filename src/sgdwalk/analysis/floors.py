@@ -5,6 +5,9 @@
   probe flags them (`line_S_censored`); for runs recorded before it, a floor exactly at
   `walk.line_min` or `walk.line_max` is censored. Statistics that need a measured floor
   (heights, floor rises, barriers between floor points) leave those steps out.
+- Floor positions (rule 2): a height above the floor is counted over floors the step
+  reached (0 < a* <= 1); beside it, the shares of steps that climbed (a* <= 0), reached
+  or passed their floor, and stopped short of it (a* > 1).
 - eps (rule 1): runs whose line probe recorded `line_population` have eps with the
   finite-population correction; older runs keep the old eps, and claims that compare
   with it say so in their notes.
@@ -76,6 +79,22 @@ def censored_at(t: Tables, run_id: str, src: str) -> dict[int, float]:
     c = censored(t, src)
     rows = (t.steps["run_id"] == run_id) & c.notna()
     return dict(zip(t.steps.loc[rows, "step"].astype(int), c[rows]))
+
+
+def floor_positions(t: Tables, run_ids, src: str) -> dict:
+    """Where the floors of line_{src} lie relative to the step, over the steps of `run_ids`
+    with a floor (censored ones included: their side is certain): shares "uphill"
+    (a* <= 0: the step climbed from its start), "overshoot" (0 < a* <= 1: the step reached
+    or passed its floor; a* = 1 exactly, landing on it, has measure zero), "undershoot"
+    (a* > 1: the floor lies beyond the step), and "steps", their number."""
+    steps = t.steps
+    rows = steps["run_id"].isin(list(run_ids)) & (steps["step"] >= 0)
+    a = steps.loc[rows, f"line_{src}_floor_a"].to_numpy(dtype=float)
+    a = a[np.isfinite(a)]
+    if not len(a):
+        return {"uphill": np.nan, "overshoot": np.nan, "undershoot": np.nan, "steps": 0}
+    return {"uphill": float(np.mean(a <= 0)), "overshoot": float(np.mean((a > 0) & (a <= 1))),
+            "undershoot": float(np.mean(a > 1)), "steps": int(len(a))}
 
 
 def uncorrected_eps_note(t: Tables, run_ids) -> list[str]:

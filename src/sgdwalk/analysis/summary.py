@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from sgdwalk.analysis.claims_barrier import barrier_flags, barrier_ks
-from sgdwalk.analysis.floors import censored, censored_change, measured
+from sgdwalk.analysis.floors import censored, censored_change, floor_positions, measured
 from sgdwalk.analysis.frames import (
     Tables,
     at_epoch_ends,
@@ -38,7 +38,9 @@ def summarize_runs(table) -> pd.DataFrame:
       last step every non-diverged run reached) with dist_init_at_step,
       path_length_at_step;
     - sharp_lambda_max_final, sharp_lr_lambda_final, align_topk_median;
-    - interior_convex_share, height_above_eps_share (over measured floors),
+    - interior_convex_share, height_above_eps_share (over the measured floors inside the
+      step, 0 < a* <= 1), uphill_share, overshoot_share, undershoot_share (a* <= 0,
+      0 < a* <= 1, a* > 1),
       cos_update_neg_share, crossing_share; barrier_floor_share, barrier_iter_share (share
       of (t, k) whose barrier exceeds line_S_eps; floor segments between measured floors),
       floor_rise_share (share of steps with floor_change > eps, between measured floors).
@@ -132,23 +134,39 @@ def _step_share(steps, r, cols, flag, where=None) -> float:
 
 
 def _shares(t: Tables, r, src) -> dict:
-    steps, out = t.steps, {}
-    if src:
-        i, c = f"line_{src}_interior", f"line_{src}_convex"
-        h, e = f"line_{src}_height", f"line_{src}_eps"
-        x = f"line_{src}_crossing"
-        out["interior_convex_share"] = _step_share(steps, r, (i, c),
-                                                   lambda d: (d[i] == 1) & (d[c] == 1))
-        cens = censored(t, src)
-        out["height_above_eps_share"] = _step_share(steps, r, (h, e), lambda d: d[h] > d[e],
-                                                    cens != 1)
-        out["censored_share"] = flag_share(cens[(steps["run_id"] == r) & (steps["step"] >= 0)]
-                                           .dropna().to_numpy())
-        out["crossing_share"] = _step_share(steps, r, (x,), lambda d: d[x] == 1)
-    out["cos_update_neg_share"] = _step_share(steps, r, ("cos_update",),
+    out = _line_shares(t, r, src) if src else {}
+    out["cos_update_neg_share"] = _step_share(t.steps, r, ("cos_update",),
                                               lambda d: d["cos_update"] < 0)
+    return {**out, **_barrier_shares(t, r, src)}
+
+
+def _line_shares(t: Tables, r, src) -> dict:
+    """The run's shares of line-curve flags (the claims' rules: docs/claims.md)."""
+    steps = t.steps
+    i, c, h, e, fa, x = (f"line_{src}_{k}" for k in ("interior", "convex", "height", "eps",
+                                                     "floor_a", "crossing"))
+    cens = censored(t, src)
+    out = {"interior_convex_share": _step_share(steps, r, (i, c),
+                                                lambda d: (d[i] == 1) & (d[c] == 1))}
+    if fa in steps.columns:  # heights over the floors the step reached, measured (C2)
+        inside = (steps[fa] > 0) & (steps[fa] <= 1) & (cens != 1)
+        out["height_above_eps_share"] = _step_share(steps, r, (h, e, fa),
+                                                    lambda d: d[h] > d[e], inside)
+        pos = floor_positions(t, [r], src)
+        out.update({f"{k}_share": pos[k] for k in ("uphill", "overshoot", "undershoot")})
+    else:
+        out["height_above_eps_share"] = np.nan
+    mine = cens[(steps["run_id"] == r) & (steps["step"] >= 0)].dropna()
+    out["censored_share"] = flag_share(mine.to_numpy())
+    out["crossing_share"] = _step_share(steps, r, (x,), lambda d: d[x] == 1)
+    return out
+
+
+def _barrier_shares(t: Tables, r, src) -> dict:
+    """Shares of (t, k) cells with a barrier above eps on each path, and of floor rises."""
+    steps, out = t.steps, {}
     eps = f"line_{src}_eps" if src and f"line_{src}_eps" in steps.columns else None
-    for path in ("floor", "iter"):  # share of (t, k) cells with a barrier above eps
+    for path in ("floor", "iter"):
         ks = barrier_ks(steps, path)
         out[f"barrier_{path}_share"] = flag_share(
             barrier_flags(t, r, (path,), ks, eps)[0]) if ks and eps else np.nan
