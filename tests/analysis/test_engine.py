@@ -105,7 +105,7 @@ def test_statistics_are_bootstrapped_in_order_from_one_generator():
     t = Tables.from_frames(run_frame("gd", cols, steps_per_epoch=1, algorithm="gd"))
     c12 = decide(C12, t, np.random.default_rng(9), N_BOOT)
     c1 = decide(dataclasses.replace(C1, algorithms=("gd",)), t, np.random.default_rng(9), N_BOOT)
-    assert [p.name for p in c12.parts] == ["min_epoch_share", "share_height_above_noise",
+    assert [p.name for p in c12.parts] == ["median_window_share", "share_height_above_noise",
                                            "share_negative_cosine"]
     assert dataclasses.asdict(c12.parts[0]) == dataclasses.asdict(c1.parts[0])
 

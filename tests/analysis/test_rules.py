@@ -138,3 +138,27 @@ def test_rule2_a_height_counts_over_a_floor_inside_the_step():
     assert c_new.verdict == CONTRADICTED and h_new.value == 0.0 and h_new.n == 12
     assert c_new.details["floor_position"] == {"uphill": 0.0, "overshoot": 0.2,
                                                "undershoot": 0.8, "steps": 60}
+
+
+# ---------------------------------------------------------------- rule 3: most of training
+
+
+def late_valley(rng, windows=8, per_window=20, first=2, p=0.9):
+    """Interior convex floors on 90% of the steps of every analysed window but the first
+    `first` (none there: the early phase before the valley forms)."""
+    f = np.concatenate([np.zeros(first * per_window),
+                        (rng.random((windows - first) * per_window) < p) * 1.0])
+    n = len(f)
+    return {"line_probe_interior": f, "line_probe_convex": np.ones(n)}
+
+
+def test_rule3_most_of_training_is_the_median_window_not_the_worst():
+    cols = late_valley(np.random.default_rng(0))
+    claim = decide(run_frame("r", cols, steps_per_epoch=20), "C1")
+    shares = claim.details["share_by_epoch"]
+    assert len(shares) == 8 and shares["1"] == shares["2"] == 0.0
+    # the old rule: the lowest window decides, 0 < 0.5
+    assert min(shares.values()) == 0.0
+    (part,) = claim.parts
+    assert part.name == "median_window_share" and claim.verdict == SUPPORTED
+    assert part.value == float(np.median(list(shares.values()))) and part.lo > 0.5

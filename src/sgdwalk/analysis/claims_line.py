@@ -89,10 +89,11 @@ def epoch_shares(data: EpochCells, draw) -> dict[int, float]:
     return {lab: tot[lab] / cnt[lab] for lab in data.labels}
 
 
-def lowest_epoch_share(data: EpochCells, draw) -> dict[str, float]:
-    """min over analysed epochs E of share_E (epoch_shares)."""
+def median_window_share(data: EpochCells, draw) -> dict[str, float]:
+    """median over analysed windows (epochs) E of share_E (epoch_shares): "for most of
+    training" as a share of the analysed training (rule 3), not its worst window."""
     s = epoch_shares(data, draw)
-    return {"min_epoch_share": min(s.values()) if s else np.nan}
+    return {"median_window_share": float(np.median(list(s.values()))) if s else np.nan}
 
 
 def interior_convex(t: Tables, runs) -> Inputs | str:
@@ -114,19 +115,21 @@ def interior_convex(t: Tables, runs) -> Inputs | str:
     data = EpochCells(cells, labels, seeds_by_condition(runs.loc[list(cells)]))
     by_epoch = {str(k): v for k, v in epoch_shares(data, IDENTITY).items()}
     return Inputs(data, list(cells), steps_used(t, list(cells), *cols),
-                  {"min_epoch_share": sum(n_of.values())}, {"src": src},
+                  {"median_window_share": sum(n_of.values())},
+                  {"src": src, "windows": len(labels)},
                   {"line_source": src, "share_by_epoch": by_epoch},
                   notes=uncorrected_eps_note(t, list(cells)))
 
 
-INTERIOR_CONVEX = Statistic(interior_convex, lowest_epoch_share, (PartSpec(
-    "min_epoch_share", "lowest share, over analysed epochs, of steps with an interior convex "
-    "floor (line_{src})", SHARE, "above", MIN_GROUP),))
+INTERIOR_CONVEX = Statistic(interior_convex, median_window_share, (PartSpec(
+    "median_window_share", "median over {windows} analysed windows of the share of steps "
+    "with an interior convex floor (line_{src})", SHARE, "above", MIN_GROUP),))
 
 C1 = ClaimSpec(
     "C1", "For most of training the loss on the line theta_t -> theta_t+1 is roughly convex "
     "with its minimum strictly inside (0, 1)",
-    "share of steps with an interior, convex minimum > 0.5 in every analysed epoch",
+    "share of steps with an interior, convex minimum > 0.5 over the analysed training "
+    "(median over analysed windows)",
     (INTERIOR_CONVEX,))
 
 

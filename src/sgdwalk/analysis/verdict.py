@@ -28,7 +28,7 @@ SUPPORTED, CONTRADICTED, INCONCLUSIVE, MISSING = (
 class Part:
     """One tested quantity of a claim."""
 
-    name: str  # short stable key, e.g. "min_epoch_share"
+    name: str  # short stable key, e.g. "median_window_share"
     statistic: str  # what the value is, in words
     value: float
     lo: float  # 95% bootstrap interval
