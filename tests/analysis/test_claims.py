@@ -24,7 +24,7 @@ from sgdwalk.analysis import (
     write_claims_json,
 )
 from sgdwalk.analysis.frames import Tables
-from sgdwalk.analysis.synthetic import run_frame, sweep_tables
+from sgdwalk.analysis.synthetic import PARAMETERS, run_frame, sweep_tables
 
 N_BOOT = 300
 EPOCH_COLS = ("train_loss", "test_acc")
@@ -50,8 +50,15 @@ def frame(run_id, cols, spe, **kw):
     return run_frame(run_id, cols, steps_per_epoch=spe, **kw)
 
 
+def with_parameters(table):
+    """The runs of a runs x steps frame as Tables, each with PARAMETERS parameters (the
+    count the trainer records in meta.json; C2 measures cosines against it)."""
+    return Tables.from_frames(table, metas={r: {"parameters": PARAMETERS}
+                                            for r in table["run_id"].unique()})
+
+
 def decide(table, cid):
-    (claim,) = decide_claims(table, n_boot=N_BOOT, only=[cid])
+    (claim,) = decide_claims(with_parameters(table), n_boot=N_BOOT, only=[cid])
     return claim
 
 
@@ -294,7 +301,8 @@ def test_claims_without_inputs_are_missing_and_say_what_they_need():
 
 
 def test_a_single_run_decides_the_single_run_claims_only():
-    claims = {c.id: c for c in decide_claims(line_run(np.random.default_rng(1)), n_boot=50)}
+    claims = {c.id: c for c in decide_claims(with_parameters(line_run(np.random.default_rng(1))),
+                                             n_boot=50)}
     assert claims["C1"].verdict == SUPPORTED and claims["C2"].verdict == SUPPORTED
     assert claims["C10"].verdict == SUPPORTED
     for cid in ("C3", "C4", "C5", "C8", "C9", "C11", "C12"):
@@ -395,7 +403,7 @@ EXTRA_CASES = {  # name -> (table builder, n_boot): every claim decided
     "sweep-one-condition": (lambda: sweep_tables(seed=5, epochs=2, lrs=(0.1,),
                                                  batch_sizes=(32,)), 60),
     "bare": (bare_table, 10),
-    "single-run": (lambda: line_run(np.random.default_rng(1)), 50),
+    "single-run": (lambda: with_parameters(line_run(np.random.default_rng(1))), 50),
     "gd-without-line": (lambda: frame("gd", {"loss": np.ones(30)}, 1, algorithm="gd",
                                       batch_size=512), 20),
     "gd-without-cosine": (lambda: gd_run(np.random.default_rng(5)).drop(

@@ -102,11 +102,12 @@ def test_statistics_are_bootstrapped_in_order_from_one_generator():
             "line_probe_height": np.ones(n), "line_probe_eps": np.full(n, 0.1),
             "line_probe_floor_a": np.full(n, 0.5),
             "cos_update": rng.normal(-0.5, 0.3, n)}
-    t = Tables.from_frames(run_frame("gd", cols, steps_per_epoch=1, algorithm="gd"))
+    t = Tables.from_frames(run_frame("gd", cols, steps_per_epoch=1, algorithm="gd"),
+                           metas={"gd": {"parameters": 1000}})
     c12 = decide(C12, t, np.random.default_rng(9), N_BOOT)
     c1 = decide(dataclasses.replace(C1, algorithms=("gd",)), t, np.random.default_rng(9), N_BOOT)
     assert [p.name for p in c12.parts] == ["median_window_share", "share_height_above_noise",
-                                           "share_negative_cosine"]
+                                           "share_negative_cosine", "median_cosine_z"]
     assert dataclasses.asdict(c12.parts[0]) == dataclasses.asdict(c1.parts[0])
 
 

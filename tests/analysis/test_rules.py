@@ -5,6 +5,7 @@ the right one. Every test decides the claim both ways on the same constructed ru
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from sgdwalk.analysis import CONTRADICTED, SUPPORTED, decide_claims
@@ -162,3 +163,38 @@ def test_rule3_most_of_training_is_the_median_window_not_the_worst():
     (part,) = claim.parts
     assert part.name == "median_window_share" and claim.verdict == SUPPORTED
     assert part.value == float(np.median(list(shares.values()))) and part.lo > 0.5
+
+
+# ---------------------------------------------------------------- rule 4: cosine magnitude
+
+
+def test_rule4_a_cosine_within_the_noise_of_random_directions_is_no_bounce():
+    """cos_update of about -0.006 on 17,610 parameters: negative on most steps, but 0.8
+    standard deviations of two independent random directions (1/sqrt(P) = 0.0075)."""
+    rng, n, P = np.random.default_rng(0), 200, 17_610
+    cols = {"line_probe_floor_a": np.full(n, 0.5), "line_probe_height": np.ones(n),
+            "line_probe_censored": np.zeros(n), "line_probe_eps": np.full(n, 0.1),
+            "cos_update": -0.006 + rng.standard_normal(n) / math.sqrt(P)}
+    claim = decide(Tables.from_frames(run_frame("r", cols, steps_per_epoch=20),
+                                      metas={"r": {"parameters": P}}), "C2")
+    parts = {p.name: p for p in claim.parts}
+    # the old rule: the two shares, both above 0.5, C2 supported
+    assert parts["share_height_above_noise"].verdict == SUPPORTED
+    assert parts["share_negative_cosine"].verdict == SUPPORTED
+    assert parts["share_negative_cosine"].value > 0.7
+    # the new part: the median cosine is -0.8 sigma, inside the 3-sigma band
+    z = parts["median_cosine_z"]
+    assert z.threshold == -3.0 and -1.2 < z.value < -0.4 and z.verdict == CONTRADICTED
+    assert claim.verdict == CONTRADICTED
+    assert claim.details["median_cosine"] == pytest.approx(z.value / math.sqrt(P), rel=1e-12)
+    assert claim.details["parameters"] == {"r": P}
+
+
+def test_rule4_without_a_parameter_count_the_cosine_part_is_still_needed():
+    rng, n = np.random.default_rng(1), 60
+    cols = {"line_probe_floor_a": np.full(n, 0.5), "line_probe_height": np.ones(n),
+            "line_probe_eps": np.full(n, 0.1), "cos_update": -0.5 + 0.1 * rng.random(n)}
+    claim = decide(run_frame("r", cols, steps_per_epoch=20), "C2")
+    assert [p.name for p in claim.parts] == ["share_height_above_noise",
+                                             "share_negative_cosine"]
+    assert "parameter count P of runs r" in claim.needs and claim.verdict != SUPPORTED

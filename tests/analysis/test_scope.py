@@ -46,7 +46,8 @@ def claims(tables):
 
 def test_a_claim_reads_only_the_studies_that_declare_it():
     t = Tables.from_frames(sweep(np.random.default_rng(0)), study_claims={
-        "trajectory": ("C1", "C2", "C12"), "lr-batch": ("C3",), "noise": ("C9",)})
+        "trajectory": ("C1", "C2", "C12"), "lr-batch": ("C3",), "noise": ("C9",)},
+        metas={r: {"parameters": 1000} for r in ("traj-sgd", "traj-gd", "lrb-sgd", "noise-gd")})
     got = claims(t)
     assert got["C1"].runs == ["traj-sgd"] and got["C1"].verdict == SUPPORTED
     assert got["C12"].runs == ["traj-gd"] and got["C12"].verdict == SUPPORTED

@@ -163,6 +163,16 @@ def spearman(x, y) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
+def pooled_median(values: dict, conds: dict, draw=IDENTITY) -> float:
+    """Median of the values of every run pooled: seeds drawn within each condition (conds:
+    condition -> run ids), each run's ordered values resampled in circular blocks; NaN
+    without a value."""
+    parts = [values[r][draw.steps(len(values[r]))]
+             for rs in conds.values() for r in draw.seeds(rs)]
+    pooled = np.concatenate(parts) if parts else np.zeros(0)
+    return float(np.median(pooled)) if len(pooled) else math.nan
+
+
 def nanmean(values) -> float:
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]

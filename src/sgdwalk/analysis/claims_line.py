@@ -11,15 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sgdwalk.analysis.bootstrap import IDENTITY
+from sgdwalk.analysis.bootstrap import IDENTITY, pooled_median
 from sgdwalk.analysis.engine import ClaimSpec, Inputs, PartSpec, Statistic
 from sgdwalk.analysis.floors import censored, floor_positions, uncorrected_eps_note
 from sgdwalk.analysis.frames import Tables, has_data, pick_line_source, series
-from sgdwalk.analysis.scope import seeds_by_condition, steps_used
+from sgdwalk.analysis.scope import parameter_count, seeds_by_condition, steps_used
 from sgdwalk.analysis.shares import count_blocks, shares
 
 MIN_GROUP = 10  # line curves per analysed epoch (sparser epochs are merged)
 SHARE = 0.5  # C1, C2: "most steps"
+COS_SIGMAS = 3.0  # C2: a bounce's cosine lies beyond the 3-sigma band of random directions
 CROSSING_MAX = 0.1  # C10: "rarely"
 
 LINE_NEEDS = ("line_*_{cols} from the line probe (walk.line; walk.preset=line or higher; "
@@ -136,9 +137,36 @@ C1 = ClaimSpec(
 # ---------------------------------------------------------------- C2: height and bouncing
 
 
+@dataclass
+class Bounces:
+    """C2's data: the share flags of each part, and per run its cosines in units of the
+    spread of two independent random directions, cos x sqrt(P)."""
+
+    flags: dict  # part name -> (run -> Blocks, condition -> runs)
+    z: dict  # run -> cos x sqrt(P) at its steps, in step order
+    z_conds: dict  # condition -> its runs with a parameter count
+
+
+def bounce_stats(data: Bounces, draw) -> dict[str, float]:
+    """The shares of the flagged steps and the median of cos x sqrt(P), pooled."""
+    out = shares(data.flags, draw)
+    if data.z:
+        out["median_cosine_z"] = pooled_median(data.z, data.z_conds, draw)
+    return out
+
+
+def cosines_in_sigmas(t: Tables, run_ids, cos: str) -> tuple[dict, dict]:
+    """(run -> cos x sqrt(P) at its steps, run -> P) for the runs whose parameter count P
+    is known: two independent random directions in R^P have cos ~ N(0, 1/P) (rule 4)."""
+    params = {r: p for r in run_ids if (p := parameter_count(t, r))}
+    return ({r: series(t.steps, r, cos)[cos].to_numpy(float) * np.sqrt(p)
+             for r, p in params.items()}, params)
+
+
 def height_cosine(t: Tables, runs) -> Inputs | str:
     """C2's inputs: per run, among the steps whose floor lies inside the step (0 < a* <= 1,
-    measured), those with height > eps; and the steps with a negative cosine."""
+    measured), those with height > eps; the steps with a negative cosine; and the
+    cosines in units of 1/sqrt(P), P the run's parameter count (meta.json)."""
     ids = list(runs.index)
     src = pick_line_source(t.steps, ("height", "eps", "floor_a"), ids)
     cos = next((c for c in ("cos_update", "cos_grad") if has_data(t.steps, c, ids)), None)
@@ -158,23 +186,34 @@ def height_cosine(t: Tables, runs) -> Inputs | str:
     used = sorted(set(lines) & set(neg))
     high = {r: high.get(r, (np.zeros(0), np.zeros(0, int))) for r in used}
     conds = seeds_by_condition(runs.loc[used])
-    data = {name: ({r: count_blocks(flags[r][0]) for r in used}, conds) for name, flags in
-            (("share_height_above_noise", high), ("share_negative_cosine", neg))}
-    n = {name: sum(len(flags[r][0]) for r in used) for name, flags in
+    flags = {name: ({r: count_blocks(f[r][0]) for r in used}, conds) for name, f in
+             (("share_height_above_noise", high), ("share_negative_cosine", neg))}
+    n = {name: sum(len(f[r][0]) for r in used) for name, f in
          (("share_height_above_noise", high), ("share_negative_cosine", neg))}
+    z, params = cosines_in_sigmas(t, used, cos)
+    n["median_cosine_z"] = sum(len(v) for v in z.values())
+    data = Bounces(flags, z, seeds_by_condition(runs.loc[list(z)]))
     details = {"line_source": src, "cosine": cos,
-               "floor_position": floor_positions(t, used, src)}
+               "floor_position": floor_positions(t, used, src), "parameters": params,
+               "median_cosine": pooled_median({r: v / np.sqrt(params[r]) for r, v in z.items()},
+                                              data.z_conds)}
+    missing = [r for r in used if r not in params]
     return Inputs(data, used, steps_used(t, used, h, e), n,
-                  {"height": h, "eps": e, "cos": cos}, details,
+                  {"height": h, "eps": e, "cos": cos, "c": COS_SIGMAS}, details,
+                  needs=(f"the parameter count P of runs {', '.join(missing)} (meta.json "
+                         "`parameters`, recorded by the trainer)") if missing else "",
                   notes=uncorrected_eps_note(t, used))
 
 
-HEIGHT_COSINE = Statistic(height_cosine, shares, (
+HEIGHT_COSINE = Statistic(height_cosine, bounce_stats, (
     PartSpec("share_height_above_noise", "share of steps with height > eps ({height} > "
              "{eps}) among those whose floor lies inside the step (0 < a* <= 1, measured)",
              SHARE, "above", MIN_GROUP),
     PartSpec("share_negative_cosine", "share of steps with {cos} < 0", SHARE, "above",
-             MIN_GROUP)))
+             MIN_GROUP),
+    PartSpec("median_cosine_z", "median of {cos} x sqrt(P), P parameters (two independent "
+             "directions: N(0, 1)); below -{c}: beyond the {c}-sigma band", -COS_SIGMAS,
+             "below", MIN_GROUP)))
 
 C2 = ClaimSpec(
     "C2", "SGD moves at a height above the valley floor, bouncing between its walls",

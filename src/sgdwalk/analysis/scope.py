@@ -60,3 +60,10 @@ def steps_used(t: Tables, run_ids, *columns: str) -> dict:
 def seeds_by_condition(runs: pd.DataFrame) -> dict[int, list[str]]:
     """condition -> its runs (seeds), in run order."""
     return {c: list(g.index) for c, g in runs.groupby("condition", sort=True)}
+
+
+def parameter_count(t: Tables, run_id: str) -> int | None:
+    """The run's number of parameters P (meta.json's `parameters`, recorded by the
+    trainer), or None when unknown."""
+    p = t.meta(run_id).get("parameters")
+    return int(p) if isinstance(p, (int, float)) and p > 0 else None

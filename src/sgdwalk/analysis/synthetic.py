@@ -15,6 +15,7 @@ import pandas as pd
 from sgdwalk.analysis.frames import Tables
 
 GRID = np.linspace(-0.25, 1.25, 13)  # contains 0 and 1 (spacing 0.125)
+PARAMETERS = 1000  # every synthetic run's parameter count (meta.json's `parameters`)
 
 
 def run_frame(run_id: str, columns: dict, *, steps_per_epoch: int, lr: float = 0.1,
@@ -166,7 +167,7 @@ def sweep_tables(seed: int = 0, epochs: int = 4, n_train: int = 512, seeds: int 
     grids = pd.concat([grid.assign(run_id=r, step=-1) for r in steps["run_id"].unique()],
                       ignore_index=True)
     metas = {r: {"sgdwalk": "0.1.0", "torch": "synthetic", "python": "3", "numpy": np.__version__,
-                 "git_revision": None, "status": st}
+                 "git_revision": None, "status": st, "parameters": PARAMETERS}
              for r, st in steps.groupby("run_id")["status"].first().items()}
     return Tables.from_frames(steps, vectors={"line_probe": curves, "line_grid": grids},
                               metas=metas)
