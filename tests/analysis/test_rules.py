@@ -5,10 +5,11 @@ the right one. Every test decides the claim both ways on the same constructed ru
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from sgdwalk.analysis import CONTRADICTED, SUPPORTED, decide_claims
+from sgdwalk.analysis import CLAIMS, CONTRADICTED, MISSING, SUPPORTED, decide_claims
 from sgdwalk.analysis.frames import Tables
 from sgdwalk.analysis.synthetic import GRID, run_frame
 from sgdwalk.functional.curve import CURVE_KEYS, curve_summary, paired_noise
@@ -198,3 +199,47 @@ def test_rule4_without_a_parameter_count_the_cosine_part_is_still_needed():
     assert [p.name for p in claim.parts] == ["share_height_above_noise",
                                              "share_negative_cosine"]
     assert "parameter count P of runs r" in claim.needs and claim.verdict != SUPPORTED
+
+
+# ---------------------------------------------------------------- rule 5: runs meant for it
+
+
+def alignment_like_runs(rng, study="flatness"):
+    """SGD runs over two batch sizes with align_topk and dist_init, from a study that is
+    meant for C8 only: they happen to record what C11 reads."""
+    frames = []
+    for b in (32, 128):
+        for s in (0, 1):
+            n, spe = 3 * (512 // b), 512 // b
+            cols = {"align_topk": 0.5 + 0.05 * rng.standard_normal(n),
+                    "dist_init": np.sqrt(np.arange(n) + 1.0) / math.sqrt(b)}
+            f = run_frame(f"b{b}-s{s}", cols, steps_per_epoch=spe, batch_size=b, seed=s)
+            f["study"] = study
+            frames.append(f)
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_rule5_a_claim_no_study_lists_is_missing_and_names_its_study():
+    steps = alignment_like_runs(np.random.default_rng(0))
+    old = decide(Tables.from_frames(steps), "C11")  # no manifest: every run is read, as before
+    new = decide(Tables.from_frames(steps, study_claims={"flatness": ("C8",)}), "C11")
+    assert old.verdict != MISSING and len(old.runs) == 4  # decided from flatness runs
+    assert new.verdict == MISSING and not new.parts and not new.runs
+    assert new.needs == ("runs of a study meant for C11 (`sgdwalk sweep alignment`); no study "
+                         "here lists it (flatness: C8)")
+
+
+def test_each_claim_names_the_shipped_studies_that_list_it():
+    from sgdwalk.studies import load_study, study_names
+
+    listed = {}
+    for name in study_names():
+        for cid in load_study(name).claims:
+            listed.setdefault(cid, set()).add(name)
+    assert {cid: set(spec.studies) for cid, spec in CLAIMS.items()} == listed
+
+
+def test_rule5_a_study_that_lists_no_claim_decides_what_its_runs_hold():
+    steps = alignment_like_runs(np.random.default_rng(0), study="mine")
+    claim = decide(Tables.from_frames(steps, study_claims={"mine": ()}), "C11")
+    assert claim.verdict != MISSING and len(claim.runs) == 4

@@ -131,7 +131,8 @@ C6 = ClaimSpec(
         PartSpec("share_floor_barriers", "share of (t, k), k in {ks}, with barrier_floor_k > "
                  "{eps}", BARRIER_SHARE, "above", MIN_CELLS),
         PartSpec("share_floor_rises", "share of steps whose floor loss rises by more than "
-                 "{eps} (floor_change)", RISE_SHARE, "above", MIN_CELLS))),))
+                 "{eps} (floor_change)", RISE_SHARE, "above", MIN_CELLS))),),
+    studies=("barriers",))
 
 
 # ---------------------------------------------------------------- C7: the explorer passes
@@ -242,4 +243,4 @@ C7 = ClaimSpec(
         PartSpec("share_floor_barriers", "share of (t, k) with barrier_floor_k > {eps} "
                  "(explorer runs)", BARRIER_SHARE, "above", MIN_CELLS),
         PartSpec("distance_rank", "mean sign of (explorer's dist_init - another "
-                 "condition's) at matched epochs", 0.0))),))
+                 "condition's) at matched epochs", 0.0))),), studies=("barriers",))

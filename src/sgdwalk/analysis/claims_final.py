@@ -137,7 +137,8 @@ C8 = ClaimSpec(
         PartSpec("better_when_exploring", "mean sign of (test_acc of the more exploring - of "
                  "the less exploring run) over the same pairs", 0.0),
         PartSpec("sharpness_accuracy_anticorrelation", "-Spearman correlation of final "
-                 "sharpness with final test_acc over conditions", 0.0, "above", 3))),))
+                 "sharpness with final test_acc over conditions", 0.0, "above", 3))),),
+    studies=("flatness",))
 
 
 # ---------------------------------------------------------------- C9: GD + noise is not SGD
@@ -273,4 +274,4 @@ C9 = ClaimSpec(
                  "GD + noise", MIN_DIFF),
         PartSpec("acc_differs", "|difference| of the final test_acc, SGD vs GD + noise",
                  MIN_ACC_DIFF))),),
-    algorithms=("sgd", "gd_noise"), combine="any")
+    studies=("noise",), algorithms=("sgd", "gd_noise"), combine="any")

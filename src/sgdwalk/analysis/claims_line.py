@@ -131,7 +131,7 @@ C1 = ClaimSpec(
     "with its minimum strictly inside (0, 1)",
     "share of steps with an interior, convex minimum > 0.5 over the analysed training "
     "(median over analysed windows)",
-    (INTERIOR_CONVEX,))
+    (INTERIOR_CONVEX,), studies=("trajectory",))
 
 
 # ---------------------------------------------------------------- C2: height and bouncing
@@ -218,7 +218,7 @@ HEIGHT_COSINE = Statistic(height_cosine, bounce_stats, (
 C2 = ClaimSpec(
     "C2", "SGD moves at a height above the valley floor, bouncing between its walls",
     "height > noise for most steps; cosine of consecutive updates mostly < 0",
-    (HEIGHT_COSINE,))
+    (HEIGHT_COSINE,), studies=("trajectory",))
 
 
 # ---------------------------------------------------------------- C10: rare crossings
@@ -244,13 +244,14 @@ C10 = ClaimSpec(
     "small",
     (Statistic(crossings, shares, (PartSpec(
         "share_crossing", "share of steps whose line crosses a barrier above both ends "
-        "beyond eps ({col} == 1)", CROSSING_MAX, "below", MIN_GROUP),)),))
+        "beyond eps ({col} == 1)", CROSSING_MAX, "below", MIN_GROUP),)),),
+    studies=("trajectory", "barriers"))
 
 
 # ---------------------------------------------------------------- C12: C1 and C2 on GD
 
 C12 = ClaimSpec(
     "C12", "Full-batch GD also oscillates across a valley", "the C1 and C2 tests on GD runs",
-    (INTERIOR_CONVEX, HEIGHT_COSINE), algorithms=("gd",),
+    (INTERIOR_CONVEX, HEIGHT_COSINE), studies=("trajectory",), algorithms=("gd",),
     needs_runs="a full-batch GD run (optim.algorithm=gd) with the line probe "
     "(walk.preset=line or higher)", needs_suffix=" on a GD run (optim.algorithm=gd)")

@@ -71,7 +71,7 @@ C3 = ClaimSpec(
     "median height grows with lr at fixed batch size, across seeds",
     (Statistic(heights_over_lr, height_trend, (PartSpec(
         "trend_height_lr", "pair concordance of lr with the median {col} at fixed batch "
-        "size (Kendall tau)", 0.0),)),))
+        "size (Kendall tau)", 0.0),)),), studies=("lr-batch",))
 
 
 # ---------------------------------------------------------------- C4: distance shrinks with B
@@ -116,7 +116,7 @@ C4 = ClaimSpec(
         PartSpec("trend_dist_epochs", "pair concordance of -B with dist_init at matched "
                  "epochs", 0.0),
         PartSpec("trend_dist_iters", "pair concordance of -B with dist_init at matched "
-                 "iterations", 0.0))),))
+                 "iterations", 0.0))),), studies=("lr-batch",))
 
 
 # ---------------------------------------------------------------- C5: equal lr/B differ
@@ -227,7 +227,8 @@ C5 = ClaimSpec(
         PartSpec("height_rel_diff", "relative difference of median {col}, larger-lr minus "
                  "smaller-lr run at equal lr/B", MIN_DIFF),
         PartSpec("explore_rel_diff", "|relative difference| of dist_init at matched epochs, "
-                 "smaller-B vs larger-B run at equal lr/B", MIN_DIFF))),))
+                 "smaller-B vs larger-B run at equal lr/B", MIN_DIFF))),),
+    studies=("lr-batch",))
 
 
 # ---------------------------------------------------------------- C11: alignment grows with B
@@ -262,4 +263,4 @@ C11 = ClaimSpec(
         PartSpec("trend_align_batch", "pair concordance of B with the median align_topk",
                  0.0),
         PartSpec("trend_dist_epochs", "pair concordance of -B with dist_init at matched "
-                 "epochs", 0.0))),))
+                 "epochs", 0.0))),), studies=("alignment",))

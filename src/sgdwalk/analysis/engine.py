@@ -14,6 +14,7 @@ more statistics. A `Statistic` is three things:
 
 `decide(spec, tables, rng, n_boot)` runs every claim the same way:
 
+    a folder of studies none of which lists the claim: MISSING, naming its study ->
     eligible runs (scope.eligible: meant for the claim, of its algorithms, not diverged
     or failed) -> inputs of each statistic (the first missing one makes the claim
     MISSING) -> hierarchical block bootstrap of each statistic in turn, from one generator
@@ -36,7 +37,7 @@ import pandas as pd
 
 from sgdwalk.analysis.bootstrap import Estimate, estimate
 from sgdwalk.analysis.frames import Tables
-from sgdwalk.analysis.scope import eligible, excluded_note
+from sgdwalk.analysis.scope import eligible, excluded_note, undeclared, undeclared_needs
 from sgdwalk.analysis.verdict import Claim, Part
 from sgdwalk.errors import ConfigError
 
@@ -88,6 +89,7 @@ class ClaimSpec:
     claim: str  # the claim, in words
     test: str  # the test that decides it, in words
     statistics: tuple[Statistic, ...]  # bootstrapped in this order, from one generator
+    studies: tuple[str, ...] = ()  # the shipped studies meant to decide it (their claims)
     algorithms: tuple[str, ...] = ("sgd",)  # runs of these optim.algorithm values
     combine: str = "all"  # "all" | "any": how the parts make the verdict (verdict.Claim)
     needs_runs: str = ""  # when set and no run is eligible: MISSING, needing this
@@ -99,6 +101,8 @@ class ClaimSpec:
 
 def decide(spec: ClaimSpec, t: Tables, rng: np.random.Generator, n_boot: int) -> Claim:
     """The claim `spec` decided on the tables `t` with `n_boot` bootstrap replicates."""
+    if undeclared(t, spec.id):  # runs not designed for the claim decide nothing (rule 5)
+        return _missing(spec, undeclared_needs(t, spec.id, spec.studies), n_boot)
     runs = eligible(t, spec.algorithms, spec.id)
     if spec.needs_runs and not len(runs):
         return _missing(spec, spec.needs_runs, n_boot)

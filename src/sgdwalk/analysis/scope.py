@@ -20,6 +20,26 @@ def meant_for(t: Tables, cid: str | None) -> pd.DataFrame:
     return runs[mine] if mine.any() else runs
 
 
+def undeclared(t: Tables, cid: str) -> bool:
+    """True when the table holds runs of studies that declare the claims they are meant
+    for (a non-empty `claims` list) and none declares `cid`: such runs were not designed
+    to decide it (rule 5), so the claim is MISSING rather than decided from whatever they
+    happen to record. A study that declares no claim (a user's own) says nothing."""
+    declaring = [s for s, claims in t.study_claims.items() if claims]
+    if "study" not in t.runs.columns or not t.runs["study"].isin(declaring).any():
+        return False
+    return not any(cid in claims for claims in t.study_claims.values())
+
+
+def undeclared_needs(t: Tables, cid: str, studies: tuple[str, ...]) -> str:
+    """What an undeclared claim needs: the study that would decide it, and what the
+    folder's studies are meant for."""
+    here = "; ".join(f"{s}: {', '.join(c)}" for s, c in sorted(t.study_claims.items()) if c)
+    named = " or ".join(f"`sgdwalk sweep {s}`" for s in studies) or "a study listing it"
+    return (f"runs of a study meant for {cid} ({named}); no study here lists it "
+            f"({here})")
+
+
 def claim_tables(t: Tables, cid: str) -> Tables:
     """`t` restricted to the runs meant for claim `cid` (`meant_for`); `t` itself when that
     is every run. The report draws each claim's figures from these."""
