@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -317,3 +318,34 @@ def test_a_missing_end_sample_makes_the_last_finite_one_the_edge():
     f[-1] = float("nan")  # the best sample is missing: the next one is the edge now
     s = curve_summary(grid, f, eps=1e-9)
     assert s["censored"] == 1.0 and s["floor_a"] == float(grid[-2])
+
+
+# ---------------------------------------------------------------- alpha vs Cockpit's
+
+
+def cockpit_alpha(f, df):
+    """Cockpit's alpha (cockpit/quantities/alpha.py, equal variances): the parabola
+    w0 + w1 a + w2 a^2 fitted by least squares to f(0), f(1), f'(0), f'(1); 2 / abar - 1
+    with abar = -w1 / w2 (-1 for a concave fit)."""
+    phi = np.array([[1, 0, 0], [1, 1, 1], [0, 1, 0], [0, 1, 2]], dtype=float)
+    w = np.linalg.lstsq(phi, np.array([f(0.0), f(1.0), df(0.0), df(1.0)]), rcond=None)[0]
+    return -1.0 if w[2] < 0 else 2.0 / (-w[1] / w[2]) - 1.0
+
+
+@pytest.mark.parametrize("cubic, agree", [(0.0, True), (1.5, False)])
+def test_alpha_is_cockpits_formula_but_not_its_fit(cubic, agree):
+    """docs/metrics.md: the same number on an exact parabola (floor at 0.4321), not on a
+    curve with a cubic term, where the four-point fit and the sampled floor part."""
+    def f(a):
+        return parabola(a) + cubic * (a - 0.4321) ** 3
+
+    def df(a):
+        return 6.0 * (a - 0.4321) + 3 * cubic * (a - 0.4321) ** 2
+
+    grid = make_grid(-0.25, 1.25, 13)
+    ours = curve_summary(grid, f(grid), eps=1e-9)["alpha"]
+    theirs = cockpit_alpha(f, df)
+    if agree:
+        assert ours == pytest.approx(theirs, abs=1e-9) and ours == pytest.approx(1 / 0.4321 - 1)
+    else:
+        assert abs(ours - theirs) > 0.1
