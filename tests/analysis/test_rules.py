@@ -2,6 +2,7 @@
 built so that the rule before the change gives the wrong verdict and the rule after it
 the right one. Every test decides the claim both ways on the same constructed runs."""
 
+import json
 import math
 
 import numpy as np
@@ -9,9 +10,17 @@ import pandas as pd
 import pytest
 import torch
 
-from sgdwalk.analysis import CLAIMS, CONTRADICTED, MISSING, SUPPORTED, decide_claims
+from sgdwalk.analysis import (
+    CLAIMS,
+    CONTRADICTED,
+    MISSING,
+    SUPPORTED,
+    decide_claims,
+    format_claims,
+    write_claims_json,
+)
 from sgdwalk.analysis.frames import Tables
-from sgdwalk.analysis.synthetic import GRID, run_frame
+from sgdwalk.analysis.synthetic import GRID, run_frame, sweep_tables
 from sgdwalk.functional.curve import CURVE_KEYS, curve_summary, paired_noise
 
 N_BOOT = 300
@@ -243,3 +252,35 @@ def test_rule5_a_study_that_lists_no_claim_decides_what_its_runs_hold():
     steps = alignment_like_runs(np.random.default_rng(0), study="mine")
     claim = decide(Tables.from_frames(steps, study_claims={"mine": ()}), "C11")
     assert claim.verdict != MISSING and len(claim.runs) == 4
+
+
+# ---------------------------------------------------------------- rule 8: the output says why
+
+
+def test_rule8_each_claim_states_its_rule_and_one_sentence_of_evidence(tmp_path):
+    cols = late_valley(np.random.default_rng(0), first=4, p=0.6)  # 4 of 8 windows: none
+    claims = decide_claims(run_frame("r", cols, steps_per_epoch=20), n_boot=N_BOOT,
+                           only=["C1", "C3"])
+    c1, c3 = claims
+    p = c1.parts[0]
+    assert c1.verdict == CONTRADICTED and p.hi < 0.5
+    assert c1.evidence == (
+        f"C1 contradicted: median over 8 analysed windows of the share of steps with an "
+        f"interior convex floor (line_probe) = {p.value:.3g} [{p.lo:.3g}, {p.hi:.3g}] "
+        f"(n 160), below 0.5")
+    assert c1.rule.startswith("its one part's verdict")
+    assert c3.verdict == MISSING and c3.evidence == f"C3 missing: needs {c3.needs}"
+    text = format_claims(claims)
+    assert f"      why:  {c1.evidence}" in text.splitlines()
+    assert f"      rule: {c1.rule}" in text.splitlines()
+    data = json.loads(write_claims_json(claims, tmp_path / "claims.json").read_text())
+    assert [(c["evidence"], c["rule"]) for c in data["claims"]] == [
+        (c.evidence, c.rule) for c in claims]
+
+
+def test_rule8_the_rule_of_several_parts_and_their_count():
+    claims = decide_claims(sweep_tables(epochs=2), n_boot=50, only=["C9"])
+    (c9,) = claims
+    assert c9.rule.startswith("any of 4 parts supported: supported")
+    assert c9.evidence.startswith("C9 supported: |relative difference| of dist_init")
+    assert c9.evidence.endswith("above 0.1; 3 of 4 parts supported")

@@ -199,7 +199,7 @@ def height_cosine(t: Tables, runs) -> Inputs | str:
                                               data.z_conds)}
     missing = [r for r in used if r not in params]
     return Inputs(data, used, steps_used(t, used, h, e), n,
-                  {"height": h, "eps": e, "cos": cos, "c": COS_SIGMAS}, details,
+                  {"height": h, "eps": e, "cos": cos, "c": f"{COS_SIGMAS:g}"}, details,
                   needs=(f"the parameter count P of runs {', '.join(missing)} (meta.json "
                          "`parameters`, recorded by the trainer)") if missing else "",
                   notes=uncorrected_eps_note(t, used))

@@ -55,42 +55,49 @@ def _num(v: float | None, width: int = 7) -> str:
 
 
 def format_claims(claims: list[Claim]) -> str:
-    """A terminal table: claim, verdict, headline statistic, value, effect, 95% CI, runs,
-    steps; then the missing claims with what they need."""
+    """A terminal table: per decided claim its headline row (verdict, value, effect, 95% CI,
+    runs, steps, statistic), a row per further part, the rule that combines the parts and
+    one sentence of evidence; then the missing claims with what they need, and the notes
+    (runs left out, eps without correction), once each with their claims."""
     head = (f"{'claim':5s} {'verdict':12s} {'value':>7s} {'effect':>7s} {'95% CI':>17s} "
             f"{'runs':>4s} {'steps':>6s}  statistic")
     lines = [head, "-" * len(head)]
-    absent = []
     for c in claims:
-        if c.verdict == MISSING:
-            absent.append(c)
-            continue
-        h = c.headline
-        n_steps = sum(s["n"] for s in c.steps.values())
-        ci = f"[{_num(h.lo)}, {_num(h.hi)}]" if h else ""
-        lines.append(f"{c.id:5s} {c.verdict:12s} {_num(h.value if h else None)} "
-                     f"{_num(h.effect if h else None)} {ci:>17s} {len(c.runs):4d} "
-                     f"{n_steps:6d}  {h.statistic if h else ''}")
-        for p in c.parts:
-            if p is not h:
-                lines.append(f"{'':5s} {'  ' + p.verdict:12s} {_num(p.value)} {_num(p.effect)} "
-                             f"{'[' + _num(p.lo) + ', ' + _num(p.hi) + ']':>17s} "
-                             f"{'':4s} {'':6s}  {p.statistic}")
-        if c.needs:
-            lines.append(f"{'':5s} {'':12s} still needs: {c.needs}")
+        if c.verdict != MISSING:
+            lines.extend(_claim_rows(c))
+    absent = [c for c in claims if c.verdict == MISSING]
     if absent:
         lines.append("")
         lines.append("not tested (inputs missing):")
         lines.extend(f"  {c.id:4s} needs {c.needs}" for c in absent)
-    left_out = {}  # "left out diverged runs: a, b" notes, once each, with their claims
+    notes = {}  # note -> the claims it concerns
     for c in claims:
         for note in c.notes:
-            if note.startswith("left out "):
-                left_out.setdefault(note, []).append(c.id)
-    if left_out:  # a diverged or failed run is a result too: say which runs were set aside
+            notes.setdefault(note, []).append(c.id)
+    if notes:  # a diverged or failed run is a result too: say which runs were set aside
         lines.append("")
-        lines.extend(f"{note} (not in {', '.join(ids)})" for note, ids in left_out.items())
+        lines.extend(f"{note} (not in {', '.join(ids)})" if note.startswith("left out ")
+                     else f"{note} ({', '.join(ids)})" for note, ids in notes.items())
     return "\n".join(lines)
+
+
+def _claim_rows(c: Claim) -> list[str]:
+    h = c.headline
+    n_steps = sum(s["n"] for s in c.steps.values())
+    ci = f"[{_num(h.lo)}, {_num(h.hi)}]" if h else ""
+    rows = [f"{c.id:5s} {c.verdict:12s} {_num(h.value if h else None)} "
+            f"{_num(h.effect if h else None)} {ci:>17s} {len(c.runs):4d} "
+            f"{n_steps:6d}  {h.statistic if h else ''}"]
+    for p in c.parts:
+        if p is not h:
+            rows.append(f"{'':5s} {'  ' + p.verdict:12s} {_num(p.value)} {_num(p.effect)} "
+                        f"{'[' + _num(p.lo) + ', ' + _num(p.hi) + ']':>17s} "
+                        f"{'':4s} {'':6s}  {p.statistic}")
+    if c.needs:
+        rows.append(f"{'':5s} {'':12s} still needs: {c.needs}")
+    rows.append(f"{'':5s} rule: {c.rule}")
+    rows.append(f"{'':5s} why:  {c.evidence}")
+    return rows
 
 
 def claims_dict(claims: list[Claim]) -> dict:

@@ -65,6 +65,19 @@ class Part:
             return "every bootstrap replicate equal"
         return ""
 
+    def sentence(self) -> str:
+        """The part's numbers and where they lie, e.g. "share of ... = 0.31 [0.25, 0.37]
+        (n 585), below 0.5"."""
+        v, why = self.verdict, self.why()
+        if v == INCONCLUSIVE:
+            where = why or f"its interval holds {self.threshold:g}"
+        else:
+            flip = {"above": "below", "below": "above"}[self.direction]
+            where = f"{self.direction if v == SUPPORTED else flip} {self.threshold:g}"
+            where += f" ({why})" if why else ""
+        return (f"{self.statistic} = {_g(self.value)} [{_g(self.lo)}, {_g(self.hi)}] "
+                f"(n {self.n}), {where}")
+
     def to_dict(self) -> dict:
         return {"name": self.name, "statistic": self.statistic, "value": self.value,
                 "ci95": [self.lo, self.hi], "threshold": self.threshold,
@@ -116,10 +129,38 @@ class Claim:
             return next(p for p in self.parts if p.verdict == SUPPORTED)
         return min(self.parts, key=_margin)
 
+    @property
+    def rule(self) -> str:
+        """How the parts make the verdict, in words."""
+        n = len(self.parts)
+        if n == 1:
+            return ("its one part's verdict (supported only with nothing still needed)"
+                    if self.combine == "all" else "its one part's verdict")
+        if self.combine == "any":
+            return (f"any of {n} parts supported: supported; all contradicted (and nothing "
+                    "still needed): contradicted; else inconclusive")
+        return (f"all {n} parts supported (and nothing still needed): supported; any "
+                "contradicted: contradicted; else inconclusive")
+
+    @property
+    def evidence(self) -> str:
+        """One sentence: the verdict and the numbers of the part that decided it."""
+        if self.verdict == MISSING:
+            return f"{self.id} missing: needs {self.needs}"
+        h = self.headline
+        if h is None:
+            return f"{self.id} {self.verdict}"
+        agree = sum(p.verdict == self.verdict for p in self.parts)
+        tail = (f"; {agree} of {len(self.parts)} parts {self.verdict}"
+                if len(self.parts) > 1 else "")
+        needs = f"; still needs {self.needs}" if self.needs else ""
+        return f"{self.id} {self.verdict}: {h.sentence()}{tail}{needs}"
+
     def to_dict(self) -> dict:
         h = self.headline
         return {
             "id": self.id, "claim": self.claim, "test": self.test, "verdict": self.verdict,
+            "evidence": self.evidence, "rule": self.rule,
             "statistic": h.statistic if h else None, "value": h.value if h else None,
             "effect": h.effect if h else None, "ci95": [h.lo, h.hi] if h else None,
             "threshold": h.threshold if h else None, "combine": self.combine,
@@ -127,6 +168,10 @@ class Claim:
             "steps": self.steps, "needs": self.needs or None, "notes": self.notes,
             "details": self.details,
         }
+
+
+def _g(v: float) -> str:
+    return f"{v:.3g}" if math.isfinite(v) else "-"
 
 
 def _margin(p: Part) -> float:
