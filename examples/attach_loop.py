@@ -29,7 +29,7 @@ def main() -> None:
                 loss_fn=lambda out, target: F.cross_entropy(out, target, reduction="none"))
     hooks = walk.attach(optimizer)
 
-    for step in range(args.steps):  # the user's loop, as it was
+    for _ in range(args.steps):  # the user's loop, as it was
         idx = torch.randint(0, 512, (32,))
         loss = F.cross_entropy(model(x[idx]), y[idx])
         optimizer.zero_grad()

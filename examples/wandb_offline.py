@@ -39,7 +39,8 @@ def main() -> None:
         walk.step(optimizer, x[idx], y[idx])
     sink.finish()
     print(f"steps: {walk.step_count}")
-    print(f"offline run under {args.dir}/wandb; upload with: wandb sync {args.dir}/wandb/offline-run-*")
+    print(f"offline run under {args.dir}/wandb; upload with:")
+    print(f"wandb sync {args.dir}/wandb/offline-run-*")
 
 
 if __name__ == "__main__":

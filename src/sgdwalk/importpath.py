@@ -23,6 +23,21 @@ def is_import_path(name: str) -> bool:
     return ":" in name
 
 
+def resolve(name: str, registry: dict, field: str, expected: str) -> Callable:
+    """What a registry field names: the function at an import path, or a registered one.
+
+    Raises:
+        ConfigError: an unknown name (the message lists the registered names and says an
+        import path is accepted), or an import path that does not lead to a callable.
+    """
+    if is_import_path(name):
+        return import_factory(name, field, expected)
+    if name not in registry:
+        raise ConfigError(f"{field}: expected one of {', '.join(sorted(registry))} or an "
+                          f"import path module:factory, got {name!r}")
+    return registry[name]
+
+
 def import_factory(path: str, field: str, expected: str) -> Callable:
     """The callable named by `path` ("package.module:function", or ":Class.method").
 

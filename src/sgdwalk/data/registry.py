@@ -15,7 +15,7 @@ from sgdwalk.config import DataConfig
 from sgdwalk.data.split import check_splits
 from sgdwalk.data.types import Dataset
 from sgdwalk.errors import ConfigError
-from sgdwalk.importpath import import_factory, is_import_path
+from sgdwalk.importpath import resolve
 
 Loader = Callable[[DataConfig], Dataset]
 
@@ -40,15 +40,9 @@ def dataset_loader(name: str) -> Loader:
     (studies check every run's data.name with it before anything trains).
 
     Raises:
-        ConfigError: an unknown name (the message lists the registered names and says an
-        import path is accepted), or an import path that does not lead to a callable.
+        ConfigError: see `sgdwalk.importpath.resolve`.
     """
-    if is_import_path(name):
-        return import_factory(name, "data.name", FACTORY)
-    if name not in DATASETS:
-        raise ConfigError(f"data.name: expected one of {', '.join(sorted(DATASETS))} or an "
-                          f"import path module:factory, got {name!r}")
-    return DATASETS[name]
+    return resolve(name, DATASETS, "data.name", FACTORY)
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:

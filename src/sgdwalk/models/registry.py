@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from sgdwalk.config import ModelConfig
 from sgdwalk.errors import ConfigError
-from sgdwalk.importpath import import_factory, is_import_path
+from sgdwalk.importpath import resolve
 from sgdwalk.models.init import init_study
 
 Builder = Callable[[ModelConfig, tuple[int, ...], int], nn.Module]
@@ -40,15 +40,9 @@ def model_builder(name: str) -> Builder:
     (studies check every run's model.name with it before anything trains).
 
     Raises:
-        ConfigError: an unknown name (the message lists the registered names and says an
-        import path is accepted), or an import path that does not lead to a callable.
+        ConfigError: see `sgdwalk.importpath.resolve`.
     """
-    if is_import_path(name):
-        return import_factory(name, "model.name", FACTORY)
-    if name not in MODELS:
-        raise ConfigError(f"model.name: expected one of {', '.join(sorted(MODELS))} or an "
-                          f"import path module:factory, got {name!r}")
-    return MODELS[name]
+    return resolve(name, MODELS, "model.name", FACTORY)
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
