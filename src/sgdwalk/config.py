@@ -121,6 +121,10 @@ class OptimConfig:
     noise_scale: float = 0.02  # gd_noise original: std = scale x max per-coordinate variance
     noise_samples: int = 16  # mini-batches whose training-loss gradients at theta_0 set the std
     clip_grad_norm: float | None = None  # clip the gradient's global norm; None: no clipping
+    # lr = this / lambda_0, lambda_0 the top Hessian eigenvalue of the training loss at
+    # theta_0 (Lanczos on the whole training split before the first step; lr and lambda_0
+    # recorded in meta.json); optim.lr is then not used. None: optim.lr is the step size
+    lr_over_lambda0: float | None = None
 
     def __post_init__(self):
         _check_choice(self, "algorithm", ("sgd", "gd", "gd_noise"))
@@ -133,8 +137,12 @@ class OptimConfig:
                 raise ConfigError(f"optim.{name}: expected >= 0, got {getattr(self, name)}")
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
             raise ConfigError(f"optim.clip_grad_norm: expected > 0, got {self.clip_grad_norm}")
+        if self.lr_over_lambda0 is not None and not self.lr_over_lambda0 > 0:
+            raise ConfigError(
+                f"optim.lr_over_lambda0: expected a number > 0, got {self.lr_over_lambda0}")
         # they become float32 tensor scalars: a larger value is a traceback inside torch
-        _check_float32(self, "lr", "momentum", "weight_decay", "noise_scale", "clip_grad_norm")
+        _check_float32(self, "lr", "momentum", "weight_decay", "noise_scale", "clip_grad_norm",
+                       "lr_over_lambda0")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ and nothing the walk is set to reaches the trajectory.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from dataclasses import dataclass, replace
 from functools import partial
@@ -25,6 +26,9 @@ from sgdwalk.batch_sizes import check_batchnorm_batches
 from sgdwalk.config import RunConfig, config_from_toml
 from sgdwalk.data import load_dataset
 from sgdwalk.errors import ConfigError
+from sgdwalk.functional.flat import params_of
+from sgdwalk.functional.lanczos import lanczos
+from sgdwalk.hessian import Hessian
 from sgdwalk.models import build_model
 from sgdwalk.probes.presets import build_probes
 from sgdwalk.probes.walk import Walk
@@ -150,8 +154,16 @@ def build_trainer(cfg: RunConfig) -> Trainer:
 
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
-    optimizer = make_optimizer(cfg.optim, model.parameters())
     per_example, loss_fn, loss_sum = _losses(cfg.train.loss)
+    step_size = {}
+    if cfg.optim.lr_over_lambda0 is not None:  # lr relative to the curvature at init
+        lambda0 = sharpness_at_init(model, per_example, x, y, cfg.optim.gd_chunk)
+        if not (lambda0 > 0 and math.isfinite(lambda0)):
+            raise ConfigError("optim.lr_over_lambda0: expected a top Hessian eigenvalue > 0 "
+                              f"at init, got {lambda0}")
+        cfg = replace(cfg, optim=replace(cfg.optim, lr=cfg.optim.lr_over_lambda0 / lambda0))
+        step_size = {"lambda0": lambda0, "lr": cfg.optim.lr}
+    optimizer = make_optimizer(cfg.optim, model.parameters())
     walk = _build_walk(cfg, model, data, device, steps_per_epoch, per_example)
     n_chunks = math.ceil(len(y) / cfg.optim.gd_chunk) if batches.full_batch else 1
     transforms = gradient_transforms(cfg.optim, n_chunks,
@@ -162,13 +174,31 @@ def build_trainer(cfg: RunConfig) -> Trainer:
         splits.pop("train")
     facts = {"layers": list(walk.layout.layers), "parameters": walk.layout.numel,
              "data_source": data.source,
-             "sizes": {k: len(getattr(data, k)) for k in ("train", "val", "test", "probe")}}
+             "sizes": {k: len(getattr(data, k)) for k in ("train", "val", "test", "probe")},
+             **step_size}
     cadence = Cadence.of(cfg.train, steps_per_epoch, total_steps, batches.full_batch)
     return Trainer(model, optimizer, batches, cadence, transforms=transforms, hooks=walk,
                    evaluate=partial(evaluate_splits, model, splits, device, loss_sum=loss_sum),
                    loss_fn=loss_fn,
                    par=par, keep_checkpoints=cfg.train.keep_checkpoints, name=cfg.name,
                    progress=cfg.train.progress, facts=facts)
+
+
+def sharpness_at_init(model: torch.nn.Module, per_example, x: torch.Tensor, y: torch.Tensor,
+                      chunk: int) -> float:
+    """lambda_0: the top eigenvalue of the Hessian of the mean training loss at the model's
+    parameters, by Lanczos (tol 1e-4, at most 100 matvecs) over `chunk`-sized pieces of
+    (x, y). A copy of the model is evaluated, so BatchNorm's running statistics and the
+    global generator are untouched (the trajectory is that of the same run with the lr set
+    by hand)."""
+    probe = copy.deepcopy(model)
+    theta = torch.cat([p.detach().reshape(-1) for p in params_of(probe)])
+    data = [(x[i:i + chunk], y[i:i + chunk]) for i in range(0, len(y), chunk)]
+    hessian = Hessian.of_module(probe, per_example, theta, data)
+    res = lanczos(lambda v: hessian @ v, dim=theta.numel(), k=1, tol=1e-4, max_iter=100,
+                  generator=torch.Generator(theta.device).manual_seed(0), dtype=theta.dtype,
+                  device=theta.device)
+    return float(res.eigenvalues[0])
 
 
 def _losses(name: str):

@@ -288,7 +288,8 @@ def bare_table():
 
 def test_claims_without_inputs_are_missing_and_say_what_they_need():
     claims = decide_claims(bare_table(), n_boot=10)
-    assert [c.id for c in claims] == [f"C{i}" for i in range(1, 13)]
+    assert [c.id for c in claims] == [f"C{i}" for i in range(1, 13)] + [
+        "EOS1", "EOS2", "EOS3", "EOS4", "CAT1", "CAT2", "CAT3"]
     for c in claims:
         assert c.verdict == MISSING and c.needs and not c.parts
     needs = {c.id: c.needs for c in claims}
@@ -336,15 +337,16 @@ def test_too_few_steps_are_inconclusive():
 
 def test_decisions_are_deterministic_and_written_as_strict_json(tmp_path):
     t = sweep_tables(epochs=3)
-    first = decide_claims(t, n_boot=100)
-    second = decide_claims(t, n_boot=100)
+    paper = [f"C{i}" for i in range(1, 13)]  # the synthetic sweep is SGD on cross-entropy
+    first = decide_claims(t, n_boot=100, only=paper)
+    second = decide_claims(t, n_boot=100, only=paper)
     p1 = write_claims_json(first, tmp_path / "a" / "claims.json")
     p2 = write_claims_json(second, tmp_path / "b.json")
     assert p1.read_text() == p2.read_text()
     data = json.loads(p1.read_text())  # strict: NaN would be invalid JSON
     assert "NaN" not in p1.read_text()
     ids = [c["id"] for c in data["claims"]]
-    assert ids == [f"C{i}" for i in range(1, 13)]
+    assert ids == paper
     for c in data["claims"]:
         assert c["verdict"] == SUPPORTED, c
         assert {"statistic", "value", "effect", "ci95", "parts", "runs", "steps"} <= set(c)

@@ -16,12 +16,14 @@ pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's 
 SMALL = ["train.max_steps=1", "train.device=cpu", "data.probe_size=16", "data.probe_batch=8",
          "optim.batch_size=8", "optim.noise_batch=8", "optim.noise_samples=2",
          "model.width_mult=0.125", "walk.sharpness_max_iter=12"]
+FIELD = ("edge-of-stability", "catapult")  # studies of other papers than Xing et al.'s
 
 
 @pytest.mark.parametrize("name", study_names())
 def test_paper_scale_takes_one_step_on_fixture_data(name, paper_data, tmp_path, one_thread):
     dataset = load_study(name, scale="paper").runs[0].data.name
-    study = load_study(name, scale="paper", overrides=[*SMALL,
+    subset = ["data.train_size=64"] if name in FIELD else []  # their subsets of the data
+    study = load_study(name, scale="paper", overrides=[*SMALL, *subset,
                                                        f"data.root={paper_data[dataset]}"])
     firsts = {}
     for entry in study.entries:  # one run per variant
@@ -33,7 +35,10 @@ def test_paper_scale_takes_one_step_on_fixture_data(name, paper_data, tmp_path, 
     table = load(result.root).table()
     assert set(table["data.name"]) == {dataset} and set(table["scale"]) == {"paper"}
     assert set(table["model.name"]) <= {"vgg11", "mlp"}
-    if dataset == "mnist":
+    if name in FIELD:  # other papers' settings: full-batch GD on the squared error, no BN
+        assert set(table["optim.algorithm"]) == {"gd"} and set(table["model.batchnorm"]) == {False}
+        assert "mse" in set(table["train.loss"])
+    elif dataset == "mnist":
         assert set(table["model.widths"]) == {(500, 350)}
     else:
         assert set(table["model.batchnorm"]) == {True} and set(table["data.augment"]) == {True}

@@ -14,7 +14,7 @@ import pytest
 from sgdwalk.cli import main
 from sgdwalk.store import read_manifest
 from sgdwalk.studies import load_study, study_names
-from sgdwalk.studies.reproduce import STUDIES, parse_studies
+from sgdwalk.studies.reproduce import EXTENSIONS, STUDIES, parse_studies
 
 pytestmark = pytest.mark.e2e  # subprocesses, kills or whole studies: .ci/run's second layer
 
@@ -61,7 +61,7 @@ def reproduced(tmp_path_factory):
 def test_every_study_trains_into_its_folder(reproduced):
     out, text, status = reproduced
     assert status == 0, text
-    assert set(STUDIES) == set(study_names())
+    assert set(STUDIES) | set(EXTENSIONS) == set(study_names())
     for name in STUDIES:
         manifest = read_manifest(out / name)
         expected = load_study(name, scale="cpu", overrides=TINY)
@@ -78,7 +78,13 @@ def test_table_json_and_report_agree(reproduced):
     assert f"claims written to: {out / 'claims.json'}" in text
     assert f"report: {out / 'report.html'}" in text
     claims = json.loads((out / "claims.json").read_text())["claims"]
-    assert [c["id"] for c in claims] == [f"C{i}" for i in range(1, 13)]
+    assert [c["id"] for c in claims] == [f"C{i}" for i in range(1, 13)] + [
+        "EOS1", "EOS2", "EOS3", "EOS4", "CAT1", "CAT2", "CAT3"]
+    # the extensions' claims: missing, naming the study that decides them
+    assert all(c["verdict"] == "missing" and "sweep edge-of-stability" in c["needs"]
+               for c in claims[12:16])
+    assert all(c["verdict"] == "missing" and "sweep catapult" in c["needs"]
+               for c in claims[16:])
     decided = {c["id"]: c["verdict"] for c in claims if c["verdict"] != "missing"}
     assert len(decided) >= 8  # every study leaves the inputs of its claims
     assert table_rows(text) == decided
@@ -134,5 +140,6 @@ def test_bad_input_is_one_line_and_status_2(args, message, tmp_path, capsys):
 
 
 def test_parse_studies():
-    assert parse_studies(None) == list(STUDIES)
+    assert parse_studies(None) == list(STUDIES)  # the extensions only when named
+    assert parse_studies("catapult,edge-of-stability") == ["catapult", "edge-of-stability"]
     assert parse_studies(" noise , trajectory") == ["noise", "trajectory"]

@@ -15,7 +15,8 @@ from sgdwalk.errors import ConfigError
 from sgdwalk.store.identity import run_dir_name, run_id
 from sgdwalk.studies import load_study, study_names
 
-STUDIES = ("alignment", "barriers", "flatness", "lr-batch", "noise", "trajectory")
+STUDIES = ("alignment", "barriers", "catapult", "edge-of-stability", "flatness", "lr-batch",
+           "noise", "trajectory")
 
 GRID_STUDY = """\
 # sgdwalk sweep grid.toml --scale cpu

@@ -1,4 +1,5 @@
-"""Decide claims C1-C12 from a run or a sweep; print them as a table; write them as JSON."""
+"""Decide claims C1-C12 and those of the later studies (EOS1-EOS4, CAT1-CAT3) from a run or
+a sweep; print them as a table; write them as JSON."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numpy as np
 import pandas as pd
 
 from sgdwalk.analysis.claims_barrier import C6, C7
+from sgdwalk.analysis.claims_catapult import CAT1, CAT2, CAT3
+from sgdwalk.analysis.claims_eos import EOS1, EOS2, EOS3, EOS4
 from sgdwalk.analysis.claims_final import C8, C9
 from sgdwalk.analysis.claims_line import C1, C2, C10, C12
 from sgdwalk.analysis.claims_sweep import C3, C4, C5, C11
@@ -18,8 +21,10 @@ from sgdwalk.analysis.frames import Tables
 from sgdwalk.analysis.verdict import MISSING, Claim
 from sgdwalk.store.results import Results
 
-# id -> spec, in the order of PAPER.md (claim i bootstraps with default_rng([seed, i]))
-CLAIMS = {spec.id: spec for spec in (C1, C2, C3, C4, C5, C6, C7, C8, C9, C10, C11, C12)}
+# id -> spec, in the order of PAPER.md, then the studies of the field added later (claim i
+# bootstraps with default_rng([seed, i]): appending keeps every earlier claim's draws)
+CLAIMS = {spec.id: spec for spec in (C1, C2, C3, C4, C5, C6, C7, C8, C9, C10, C11, C12,
+                                     EOS1, EOS2, EOS3, EOS4, CAT1, CAT2, CAT3)}
 N_BOOT = 1000  # bootstrap replicates per claim
 SEED = 0  # seed of the bootstrap generators (one per claim: default_rng([SEED, i]))
 
@@ -42,7 +47,7 @@ def decide_claims(source, n_boot: int = N_BOOT, seed: int = SEED,
     """Decide each claim of PAPER.md whose inputs exist in `source` (a Tables, a store's
     Results or a runs x steps DataFrame); the others come back as MISSING with
     what they would need. Deterministic: claim i bootstraps with default_rng([seed, i]).
-    only: claim ids to decide (default all, in order C1..C12)."""
+    only: claim ids to decide (default all, in the order of CLAIMS)."""
     t = as_tables(source)
     return [decide(spec, t, np.random.default_rng([seed, i]), n_boot)
             for i, (cid, spec) in enumerate(CLAIMS.items()) if only is None or cid in only]

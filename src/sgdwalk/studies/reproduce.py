@@ -1,4 +1,5 @@
-"""Reproduce the study: every shipped study at one scale, then claims C1-C12 on all of them.
+"""Reproduce the study: every shipped study of the paper at one scale, then claims C1-C12 on
+all of them (the field's edge-of-stability and catapult only when named: `--studies`).
 
     result = reproduce("runs/reproduce", scale="cpu", workers=2)
     print(result.table)      # the claims table, as `sgdwalk claims` prints it
@@ -29,6 +30,8 @@ DEFAULT_OUT = "runs/reproduce"
 # the order they train in: the studies with the longest runs first, so the pool's last
 # runs are short ones
 STUDIES = ("trajectory", "flatness", "noise", "barriers", "alignment", "lr-batch")
+# shipped studies beyond the paper's claims, trained only when named (`--studies`, `sweep`)
+EXTENSIONS = ("edge-of-stability", "catapult")
 CLAIMS_FILE = "claims.json"
 REPORT_FILE = "report.html"
 
@@ -77,11 +80,12 @@ class ReproduceResult:
 
 
 def parse_studies(text: str | None) -> list[str]:
-    """"a,b" -> the shipped study names it lists; None -> every shipped study (those of
-    STUDIES first, in that order)."""
+    """"a,b" -> the shipped study names it lists; None -> every shipped study but the
+    EXTENSIONS (those of STUDIES first, in that order)."""
     known = study_names()
     if text is None:
-        return [s for s in STUDIES if s in known] + [s for s in known if s not in STUDIES]
+        return [s for s in STUDIES if s in known] + [s for s in known
+                                                     if s not in STUDIES + EXTENSIONS]
     names = [s.strip() for s in text.split(",") if s.strip()]
     bad = [s for s in names if s not in known]
     if not names or bad or len(set(names)) != len(names):
