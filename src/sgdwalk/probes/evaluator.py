@@ -13,16 +13,24 @@ batch). Around the forwards: BatchNorm and dropout follow `bn_policy.BNPolicy`
 (docs/bn_policy.md), 4-d inputs of sweeps `memory_format.SweepFormat`. Derivatives:
 `hessian` (an `sgdwalk.hessian.Hessian`, with the gradient), `directional_derivative`
 (forward mode) and `loss_function` (one graph).
+
+Attention: PyTorch's fused `scaled_dot_product_attention` kernels have no double backward
+and no forward-mode derivative. Every forward that will be differentiated twice (Hessian-
+vector products) or in forward mode (`jvp`) runs inside `second_order()`, which restricts
+`scaled_dot_product_attention` to its math backend (ordinary differentiable ops, the same
+function); no-grad sweeps and first-order gradients keep the fused kernels.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from sgdwalk.errors import ConfigError
 from sgdwalk.functional.flat import ParamLayout
@@ -34,6 +42,14 @@ from sgdwalk.probes.memory_format import SweepFormat
 Chunks = list[tuple[torch.Tensor, torch.Tensor]]
 Data = str | Sequence[tuple[torch.Tensor, torch.Tensor]]  # a source name, or chunks
 _BATCHED_LOSS_MAX = 2**22  # most outputs a sweep buffers to apply the loss once (16 MiB f32)
+
+
+def second_order():
+    """Context for forwards that are differentiated twice or in forward mode: attention by
+    `scaled_dot_product_attention` takes its math backend (whose ops all have double
+    backward and jvp) instead of a fused kernel (which has neither). A model without
+    attention computes exactly what it computes outside."""
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 class _Scope(torch.nn.Module):
@@ -219,15 +235,18 @@ class LossEvaluator:
         return self.line(start, None, positions, data, end=stop)
 
     # -- differentiable evaluation ---------------------------------------------------
-    def model_fn(self, theta: torch.Tensor, data: Data) -> ModelFn:
+    def model_fn(self, theta: torch.Tensor, data: Data, twice: bool = True) -> ModelFn:
         """The model as a function (flat, x) -> output, in probing mode. Under "recalibrate"
         its BN statistics are those of theta on `data`, computed without gradient and held
-        fixed (so derivatives treat them as constants)."""
+        fixed (so derivatives treat them as constants). `twice`: its forwards run under
+        `second_order()` (attention on the math path), as second and forward-mode
+        derivatives need; False keeps fused attention, for first derivatives only."""
         buffers = self._fixed_buffers(theta, self._chunks(data))
+        order = second_order if twice else contextlib.nullcontext
 
         def forward(flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
             state = {**self._with_aliases(self.layout.views(flat)), **buffers}
-            with self.bn.probing():
+            with self.bn.probing(), order():
                 return functional_call(self.model, state, (x,), tie_weights=False)
 
         return forward
@@ -241,7 +260,10 @@ class LossEvaluator:
         """Gradients of the mean loss of each group of chunks at theta: (len(groups), P)."""
         out = torch.empty(len(groups), theta.numel(), dtype=theta.dtype, device=theta.device)
         for i, group in enumerate(groups):
-            out[i] = self.hessian(group, theta).gradient_and_loss()[0]
+            chunks = self._chunks(group)
+            first = Hessian(self.model_fn(theta, chunks, twice=False), self.loss_fn, theta,
+                            chunks)
+            out[i] = first.gradient_and_loss()[0]
         return out
 
     def directional_derivative(
