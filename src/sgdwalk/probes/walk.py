@@ -171,6 +171,8 @@ class Walk:
             evaluator=self.evaluator,
             generator=self.generator,
             full_batch=full_batch,
+            optimizer=optimizer,
+            params=self._params,
         )
         values = self.observe(ctx)
         if values:
