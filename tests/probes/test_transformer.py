@@ -102,3 +102,16 @@ def test_dropout_is_off_while_probing_and_training_mode_is_restored(kit):
                 torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12, equal_nan=True)
             else:
                 assert got == pytest.approx(want, rel=1e-9, abs=1e-12, nan_ok=True), name
+
+
+def test_dropout_of_zero_keeps_the_training_forward(kit):
+    """A GPT has Dropout layers even at p = 0, which return their input: its probing forward
+    is then its training forward (economy reuses the training loss as f(0)); raising p later
+    is seen at the next use."""
+    model = kit.tiny_gpt(dropout=0.0).train()
+    walk = Walk(model, "economy", loss_fn=sequence_cross_entropy)
+    x, _ = kit.sequences(3, 0)
+    assert torch.equal(model(x), model.eval()(x))
+    assert walk.evaluator.reproduces_training_forward
+    model.h[0].attn.attn_dropout.p = 0.1
+    assert not walk.evaluator.reproduces_training_forward
