@@ -22,10 +22,12 @@ Targets (issue 17): economy <= 1.35 x an AdamW step; line <= 1.10 x its floor.
 from __future__ import annotations
 
 import copy
+import statistics
 
 import torch
 
-from common import Options, interleave, per_round, script, show, table
+from common import Options, interleave, per_round, script, setting, show, table
+from common import Runner as MLPRunner
 from sgdwalk.config import WalkConfig
 from sgdwalk.models import GPT, sequence_cross_entropy
 from sgdwalk.probes.base import Probe
@@ -47,7 +49,7 @@ def tokens(n: int, t: int, seed: int):
 class Runner:
     """A GPT copy with AdamW and optionally a walk, stepping through fixed batches."""
 
-    def __init__(self, model, size, probes=None):
+    def __init__(self, model, size, probes=None, **walk_kwargs):
         self.model = copy.deepcopy(model).train()
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=3e-4, weight_decay=0.1)
         self.batches = [tokens(size["batch"], size["block_size"], seed) for seed in range(4)]
@@ -56,9 +58,9 @@ class Runner:
         if probes is not None:
             x, y = tokens(size["probe"], size["block_size"], 100)
             self.walk = Walk(self.model, probes, loss_fn=sequence_cross_entropy,
-                             probe_set=(x, y), probe_batch=size["probe"] // 2)
+                             probe_set=(x, y), probe_batch=size["probe"] // 2, **walk_kwargs)
 
-    def step(self) -> None:
+    def step(self) -> dict:
         x, y = self.batches[self.i % len(self.batches)]
         self.i += 1
         self.opt.zero_grad(set_to_none=True)
@@ -67,9 +69,11 @@ class Runner:
         if self.walk is not None:
             self.walk.before_step(loss.detach(), (x, y))
         self.opt.step()
+        values = {}
         if self.walk is not None:
-            self.walk.after_step(self.opt)
+            values = self.walk.after_step(self.opt)
             self.walk.rows.clear()
+        return values
 
 
 class Capture(Probe):
@@ -174,6 +178,41 @@ def memory_rows(model, size):
     return rows
 
 
+LINE_KEYS = ("floor_loss", "height", "floor_a")
+
+
+def autocast_rows(make, steps, rounds, opts):
+    """bf16 autocast of the line probe's forwards against float32 along one run: the
+    largest |difference| over steps of the probe-set floor loss, height and floor position,
+    beside the line's own noise eps (median over steps); and the time of a line step."""
+    runs = {mode: make(probe_autocast=mode) for mode in ("off", "bf16")}
+    values = {mode: [] for mode in runs}
+    for _ in range(steps):
+        for mode, step in runs.items():
+            values[mode].append(step())
+    diff = {k: max(abs(a[f"line_probe_{k}"] - b[f"line_probe_{k}"])
+                   for a, b in zip(values["off"], values["bf16"])) for k in LINE_KEYS}
+    eps = statistics.median(v["line_probe_eps"] for v in values["off"])
+    height = statistics.median(v["line_probe_height"] for v in values["off"])
+    t = interleave(dict(runs), rounds, opts.now)
+    return [f"{diff['floor_loss']:.1e}", f"{diff['height']:.1e} (of {height:.1e})",
+            f"{diff['floor_a']:.3f}", f"{eps:.1e}", show(per_round(t, "bf16", "off"))]
+
+
+def mlp_stepper(probes, **walk_kwargs):
+    """A step function of the digits MLP (SGD, benchmarks/common.py) returning its values."""
+    runner = MLPRunner(setting("mlp"), probes, **walk_kwargs)
+    runner.keep_rows = True
+
+    def step() -> dict:
+        runner.step()
+        values = runner.walk.rows[-1][1]
+        runner.walk.rows.clear()
+        return values
+
+    return step
+
+
 def run(opts: Options) -> None:
     size = QUICK if opts.quick else FULL
     torch.manual_seed(0)
@@ -187,6 +226,20 @@ def run(opts: Options) -> None:
           f"parameters; batch {size['batch']}, AdamW)\n")
     print(table(["what", "base", "ratio: median [IQR] (memory: per probe)", "target"], rows))
     print(f"\n{rounds} interleaved rounds; base: the fastest round of the denominator.")
+
+    steps = 3 if opts.quick else 10
+    line = WalkConfig(preset="off", line="every:1")
+    gpt = autocast_rows(lambda **kw: Runner(model, size, build_probes(line), **kw).step,
+                        steps, 2 if opts.quick else 5, opts)
+    mlp = autocast_rows(lambda **kw: mlp_stepper(build_probes(line), **kw),
+                        3 if opts.quick else 30, 3 if opts.quick else 11, opts)
+    print("\n## bf16 autocast of the line probe's forwards against float32 "
+          f"(walk.probe_autocast; largest difference over {steps} GPT steps / "
+          f"{3 if opts.quick else 30} MLP steps)\n")
+    print(table(["model", "floor loss", "height", "floor a*", "line eps (fp32)",
+                 "line step time bf16 / fp32"], [["GPT above", *gpt], ["MLP digits", *mlp]]))
+
+
 
 
 def main(argv=None) -> None:

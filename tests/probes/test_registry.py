@@ -36,7 +36,8 @@ BUILT_IN = {
 }
 # The walk.* keys existing configs use.
 WALK_KEYS = {
-    "preset", "bn_policy", *BUILT_IN, "line_min", "line_max", "line_points", "line_sources",
+    "preset", "bn_policy", "probe_autocast", *BUILT_IN, "line_min", "line_max", "line_points",
+    "line_sources",
     "line_population",
     "economy_jvp", "sharpness_k", "sharpness_tol", "sharpness_max_iter", "barrier_ks",
     "barrier_points", "noise_microbatches", "precond_k", "precond_tol", "precond_max_iter",

@@ -41,6 +41,7 @@ from sgdwalk.probes.memory_format import SweepFormat
 
 Chunks = list[tuple[torch.Tensor, torch.Tensor]]
 Data = str | Sequence[tuple[torch.Tensor, torch.Tensor]]  # a source name, or chunks
+AUTOCAST = ("off", "bf16")  # walk.probe_autocast: the no-grad sweeps' forwards
 _BATCHED_LOSS_MAX = 2**22  # most outputs a sweep buffers to apply the loss once (16 MiB f32)
 
 
@@ -87,7 +88,9 @@ class _Sweep:
                 self.ev.bn.recalibrate(self.chunks)
             j = 0
             for x, y in self.chunks:
-                self._keep(i, j, self.ev.model(x), y)
+                with self.ev.autocast():
+                    z = self.ev.model(x)
+                self._keep(i, j, z.to(self.ev.scratch.dtype), y)  # losses in the model's dtype
                 j += len(y)
 
     def _keep(self, i: int, j: int, z: torch.Tensor, y: torch.Tensor) -> None:
@@ -126,6 +129,10 @@ class LossEvaluator:
         sources: named data, each a list of (x, y) chunks on the model's device.
         memory_format: of 4-d inputs in no-grad sweeps: "channels_last", "contiguous" (as
             given), or "auto": channels_last for a CPU model with Conv2d layers.
+        autocast: "off", or "bf16": the forwards of no-grad sweeps (line, economy's f(1),
+            barriers) under `torch.autocast` to bfloat16, their outputs cast back to the
+            model's dtype before the loss; derivatives always in the model's dtype. Its
+            error against float32 is measured in docs/metrics.md.
     """
 
     def __init__(
@@ -136,7 +143,11 @@ class LossEvaluator:
         bn_policy: str = "batch",
         sources: dict[str, Chunks] | None = None,
         memory_format: str = "auto",
+        autocast: str = "off",
     ):
+        if autocast not in AUTOCAST:
+            raise ConfigError(f"walk.probe_autocast: expected one of {', '.join(AUTOCAST)}, "
+                              f"got {autocast!r}")
         self.model = model
         self.layout = layout
         self.loss_fn = loss_fn
@@ -145,6 +156,7 @@ class LossEvaluator:
         first = next(p for p in model.parameters() if p.requires_grad)
         self.scratch = layout.empty(first.detach())
         self.format = SweepFormat(memory_format, model, self.scratch.device)
+        self.autocast_dtype = {"off": None, "bf16": torch.bfloat16}[autocast]
         self._swept: dict[str, Chunks] = {}  # source name -> its chunks in the sweep format
         # Tied parameters appear once in the layout; give every alias the same view, so the
         # model can be reparametrised without functional_call's per-call tie detection.
@@ -160,6 +172,12 @@ class LossEvaluator:
         self._scope = _Scope(model)
         self._scope_state = {f"model.{k}": v for k, v in state.items()}
 
+    def autocast(self):
+        """The context of a no-grad sweep's forwards: bfloat16 autocast, or nothing."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.scratch.device.type, dtype=self.autocast_dtype)
+
     @property
     def points_are_pure(self) -> bool:
         """Whether losses at a point depend on the parameters and the data only (BNPolicy)."""
@@ -167,8 +185,9 @@ class LossEvaluator:
 
     @property
     def reproduces_training_forward(self) -> bool:
-        """Whether a probing forward computes what the training forward did (BNPolicy)."""
-        return self.bn.reproduces_training_forward
+        """Whether a probing forward computes what the training forward did (BNPolicy; never
+        under bf16 autocast)."""
+        return self.autocast_dtype is None and self.bn.reproduces_training_forward
 
     @property
     def channels_last(self) -> bool:
