@@ -124,6 +124,28 @@ def test_refused_without_a_diagonal_preconditioner(kit, make):
         walk.after_step(opt)
 
 
+def test_adam_trajectory_is_bit_identical_with_the_probe(kit):
+    """Reading the optimizer's state never changes it: AdamW's parameters and moments after
+    3 steps are the same bits with and without the probe on every step."""
+    runs = []
+    for probes in ([], [PrecondSharpness(k=1, tol=1e-6, max_iter=10)]):
+        model = kit.tiny_mlp()
+        x, y = kit.classification_data(n=24)
+        walk = Walk(model, probes, probe_set=(x, y))
+        opt = torch.optim.AdamW(model.parameters(), lr=0.05, weight_decay=0.1)
+        for _ in range(3):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            walk.before_step(loss.detach(), (x, y))
+            opt.step()
+            values = walk.after_step(opt)
+        assert ("psharp_lambda_max" in values) == bool(probes)
+        runs.append([*model.parameters()] + [s[k] for s in opt.state.values()
+                                             for k in ("exp_avg", "exp_avg_sq")])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
 def test_walk_keys_and_their_checks():
     probes = build_probes(WalkConfig(preset="off", precond_sharpness="every:5", precond_k=2,
                                      precond_max_iter=7))
