@@ -11,9 +11,14 @@ training. Interleaved rounds in one process, medians [IQR] of per-round ratios:
 2. the line probe (`Line.observe` on one step context, K = 13 points) / K plain no-grad
    forwards of the same chunks by an eval-mode copy of the model (its floor), on the probe
    set (64 sequences in chunks of 32) and on the step's batch;
-3. the memory the walk adds, in bytes per parameter: its flat buffers (theta_t,
+3. the curvature probe's step (one Hessian-vector product through math attention) / an
+   AdamW step;
+4. the memory the walk adds, in bytes per parameter: its flat buffers (theta_t,
    theta_{t+1}, g_t, u_t and the evaluator's scratch vector), then the state of each
-   preset's probes (tensors of P entries or more they hold after two steps).
+   preset's probes (tensors of P entries or more they hold after two steps);
+5. bf16 autocast of the line probe against float32: the largest differences of floor loss,
+   height and floor position along a run, the line's noise eps, and the time ratio, on the
+   GPT and on the digits MLP.
 
 Targets (issue 17): economy <= 1.35 x an AdamW step; line <= 1.10 x its floor.
 `--quick`: a 1-layer width-32 GPT, block 16, batch 8, few rounds (the CI smoke test).
@@ -107,6 +112,17 @@ def economy_rows(model, size, rounds, opts):
     return [["economy step / AdamW step", f"{min(t['adamw']) * 1e3:.1f} ms AdamW",
              show(per_round(t, "economy", "adamw")), "<= 1.35"],
             ["its floor: (AdamW step + 1 no-grad forward) / AdamW step", "-", show(floor), "-"]]
+
+
+def hvp_rows(model, size, rounds, opts):
+    """The curvature probe's step (one Hessian-vector product of the batch loss, attention
+    on the math backend) against an AdamW step."""
+    plain, curv = Runner(model, size), Runner(model, size, only("curvature"))
+    for r in (plain, curv):
+        r.step()
+    t = interleave({"adamw": plain.step, "curvature": curv.step}, rounds, opts.now)
+    return [["curvature step (1 HVP, math attention) / AdamW step", "-",
+             show(per_round(t, "curvature", "adamw")), "-"]]
 
 
 def line_rows(model, size, rounds, opts):
@@ -219,8 +235,8 @@ def run(opts: Options) -> None:
     model = GPT(VOCAB, size["block_size"], size["n_layer"], size["n_head"], size["n_embd"])
     params = sum(p.numel() for p in model.parameters())
     rounds = 3 if opts.quick else 15
-    rows = (economy_rows(model, size, rounds, opts) + line_rows(model, size, rounds, opts)
-            + memory_rows(model, size))
+    rows = (economy_rows(model, size, rounds, opts) + hvp_rows(model, size, rounds // 3, opts)
+            + line_rows(model, size, rounds, opts) + memory_rows(model, size))
     print(f"\n## The walk on a GPT ({size['n_layer']} layers, {size['n_head']} heads, width "
           f"{size['n_embd']}, block {size['block_size']}, vocab {VOCAB}: {params:,} "
           f"parameters; batch {size['batch']}, AdamW)\n")
