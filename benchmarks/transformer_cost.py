@@ -6,8 +6,9 @@ The CPU GPT preset size (4 layers, 4 heads, width 128, block 64, vocabulary 113:
 parameters) on random token sequences, batch 32, AdamW (lr 3e-4, wd 0.1), fused attention in
 training. Interleaved rounds in one process, medians [IQR] of per-round ratios:
 
-1. the economy probe's step (a walk with only `economy`) / a plain AdamW step, and its
-   floor: 1 + one no-grad forward of the batch / the step (f(1) needs that forward);
+1. the economy probe's step (a walk with only `economy`) / a plain AdamW step, its floor
+   (1 + one no-grad forward of the batch / the step: f(1) needs that forward), and the
+   `economy` preset (economy + trajectory);
 2. the line probe (`Line.observe` on one step context, K = 13 points) / K plain no-grad
    forwards of the same chunks by an eval-mode copy of the model (its floor), on the probe
    set (64 sequences in chunks of 32) and on the step's batch;
@@ -97,7 +98,8 @@ def economy_rows(model, size, rounds, opts):
     """The economy step against an AdamW step, and its floor: the step plus one no-grad
     forward of the batch (the probe's f(1)) by a plain eval-mode copy."""
     plain, econ = Runner(model, size), Runner(model, size, only("economy"))
-    for r in (plain, econ):
+    preset = Runner(model, size, build_probes(WalkConfig(preset="economy")))
+    for r in (plain, econ, preset):
         r.step()
     twin = copy.deepcopy(model).eval()
     x = plain.batches[0][0]
@@ -106,12 +108,14 @@ def economy_rows(model, size, rounds, opts):
         with torch.no_grad():
             twin(x)
 
-    t = interleave({"adamw": plain.step, "economy": econ.step, "fwd": forward}, rounds,
-                   opts.now)
+    t = interleave({"adamw": plain.step, "economy": econ.step, "fwd": forward,
+                    "preset": preset.step}, rounds, opts.now)
     floor = [1 + f for f in per_round(t, "fwd", "adamw")]
     return [["economy step / AdamW step", f"{min(t['adamw']) * 1e3:.1f} ms AdamW",
              show(per_round(t, "economy", "adamw")), "<= 1.35"],
-            ["its floor: (AdamW step + 1 no-grad forward) / AdamW step", "-", show(floor), "-"]]
+            ["its floor: (AdamW step + 1 no-grad forward) / AdamW step", "-", show(floor), "-"],
+            ["preset economy (+ trajectory) / AdamW step", "-",
+             show(per_round(t, "preset", "adamw")), "-"]]
 
 
 def hvp_rows(model, size, rounds, opts):
