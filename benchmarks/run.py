@@ -22,6 +22,7 @@ import preset_cost
 import scaling
 import sharpness_solvers
 import study_cost
+import transformer_cost
 from common import parser, start
 
 BENCHMARKS = {
@@ -32,6 +33,7 @@ BENCHMARKS = {
     "sharpness": sharpness_solvers,  # 5. warm Lanczos vs power iteration
     "scaling": scaling,  # 6. memory and bytes vs run length; cost vs K, model, probe set
     "study": study_cost,  # 7. cheap / economy / line per study model, and their floors
+    "transformer": transformer_cost,  # 8. economy, line and memory on a GPT with AdamW
 }
 
 

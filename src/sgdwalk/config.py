@@ -183,8 +183,9 @@ class TrainConfig:
 def _walk_config() -> type:
     """WalkConfig, generated from the probe registry (`sgdwalk.probes.registry`).
 
-    Its keys are `preset` and `bn_policy`, one schedule key per registered probe (walk.line,
-    ...; None: the preset decides), then every probe's settings (walk.line_min, ...), each
+    Its keys are `preset`, `bn_policy` and `probe_autocast`, one schedule key per registered
+    probe (walk.line, ...; None: the preset decides), then every probe's settings
+    (walk.line_min, ...), each
     with the default (and the comment) of its probe file's settings dataclass. A probe
     validates its own settings; the schedule strings are checked here.
     """
@@ -195,6 +196,9 @@ def _walk_config() -> type:
              for s in specs]
     doc = {"doc": "BatchNorm while probing: batch | recalibrate | eval (docs/bn_policy.md)"}
     keys.append(("bn_policy", str, field(default="batch", metadata=doc)))
+    doc = {"doc": "the probes' no-grad forwards: off | bf16 (bfloat16 autocast; its error: "
+                  "docs/metrics.md)"}
+    keys.append(("probe_autocast", str, field(default="off", metadata=doc)))
     for spec in specs:
         if spec.settings is not None:
             hints = typing.get_type_hints(spec.settings)
@@ -209,6 +213,7 @@ def _walk_config() -> type:
 
         _check_choice(self, "preset", PRESETS)
         _check_choice(self, "bn_policy", ("batch", "recalibrate", "eval"))
+        _check_choice(self, "probe_autocast", ("off", "bf16"))
         for spec in specs:
             if spec.settings is not None:
                 spec.settings(**settings_of(self, spec))

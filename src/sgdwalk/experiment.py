@@ -224,6 +224,7 @@ def _build_walk(cfg: RunConfig, model, data, device, steps_per_epoch: int,
                 probe_set=(data.probe.x.to(device), data.probe.y.to(device)),
                 heldout=(heldout.x[:n_heldout].to(device), heldout.y[:n_heldout].to(device)),
                 probe_batch=cfg.data.probe_batch, bn_policy=cfg.walk.bn_policy,
+                probe_autocast=cfg.walk.probe_autocast,
                 steps_per_epoch=steps_per_epoch, seed=cfg.train.seed + 2)
     check_batchnorm_batches(cfg, model, len(data.train), len(data.probe), n_heldout,
                             bool(walk.probes))

@@ -185,6 +185,56 @@ def manual_run(make_model, walk_kwargs: dict | None, steps=12, batch=32, lr=0.1,
     return model, torch.stack(losses), walk
 
 
+GPT_VOCAB, GPT_T = 5, 4
+
+
+def tiny_gpt(dropout=0.0, seed=0) -> nn.Module:
+    """1 layer, 2 heads, width 4, block 4, vocab 5: 288 float64 parameters."""
+    from sgdwalk.config import ModelConfig
+    from sgdwalk.models import build_model
+
+    cfg = ModelConfig(name="gpt", n_layer=1, n_head=2, n_embd=4, block_size=GPT_T,
+                      dropout=dropout)
+    torch.manual_seed(seed)
+    return build_model(cfg, (GPT_T,), GPT_VOCAB).double()
+
+
+def sequences(n, seed):
+    """(ids, targets), both (n, 4) int64 for `tiny_gpt`."""
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, GPT_VOCAB, (n, GPT_T), generator=gen),
+            torch.randint(0, GPT_VOCAB, (n, GPT_T), generator=gen))
+
+
+def gpt_hessian(model: nn.Module, chunks, theta: torch.Tensor | None = None) -> torch.Tensor:
+    """Autograd's full (P, P) Hessian of a GPT's mean per-sequence loss over `chunks` at
+    theta (default: its parameters), on the written-out attention in eval mode: an oracle
+    independent of the walk. The model's modes are restored."""
+    from torch.func import functional_call
+
+    from sgdwalk.functional.flat import ParamLayout
+    from sgdwalk.models import math_attention, sequence_cross_entropy
+
+    views = ParamLayout.of(model).views
+    if theta is None:
+        theta = flat_params(model)
+    n = sum(len(y) for _, y in chunks)
+
+    def loss(flat):
+        total = 0.0
+        for x, y in chunks:
+            total = total + sequence_cross_entropy(functional_call(model, views(flat), (x,)),
+                                                   y).sum()
+        return total / n
+
+    was = model.training
+    model.eval()
+    with math_attention(model):
+        H = torch.autograd.functional.hessian(loss, theta)
+    model.train(was)
+    return H
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tensors here are tiny: intra-op threads only add synchronisation, which on a shared
@@ -211,4 +261,7 @@ def kit():
         DropoutNet=DropoutNet,
         digits_tensors=digits_tensors,
         manual_run=manual_run,
+        tiny_gpt=tiny_gpt,
+        sequences=sequences,
+        gpt_hessian=gpt_hessian,
     )

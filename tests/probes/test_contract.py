@@ -8,6 +8,9 @@ from sgdwalk.store import RunStore
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 ONLY_SOMETIMES = {"diverged", "noise_std"}  # a diverged run; GD + noise
+# in no preset, and Adam/AdamW only: tests/probes/test_precond_sharpness.py checks its names
+PRECOND = {"psharp_eigs", "psharp_lambda_max", "psharp_lr_lambda", "psharp_edge",
+           "psharp_residual", "psharp_matvecs", "pcurv_kappa", "pcurv_lr_kappa"}
 
 
 def documented_names(sources=("probe",), ks=(1, 2, 5, 10)) -> set[str]:
@@ -27,7 +30,7 @@ def documented_names(sources=("probe",), ks=(1, 2, 5, 10)) -> set[str]:
                     names.update(expanded.replace("{k}", str(k)) for k in ks)
                 else:
                     names.add(expanded)
-    return names - ONLY_SOMETIMES
+    return names - ONLY_SOMETIMES - PRECOND
 
 
 def stored_names(run_dir) -> set[str]:
@@ -37,6 +40,8 @@ def stored_names(run_dir) -> set[str]:
 
 
 def test_the_contract_parser_sees_every_family():
+    assert PRECOND <= {n for line in DOC.read_text().splitlines() if line.startswith("| `")
+                       for n in re.findall(r"`([^`]+)`", line.split("|")[1])}
     names = documented_names()
     assert {"cos_grad_wd", "line_probe_eps", "econ_curv", "curv_pred_floor_a", "sharp_eigs",
             "align_topk", "barrier_iter_k10_pos", "floor_change", "noise_snr",

@@ -32,13 +32,15 @@ BUILT_IN = {
     "sharpness": ("curvature", "every:100"),
     "barrier": ("full", "every:10"),
     "noise": ("full", "every:10"),
+    "precond_sharpness": (None, "every:100"),  # in no preset: Adam/AdamW only
 }
 # The walk.* keys existing configs use.
 WALK_KEYS = {
-    "preset", "bn_policy", *BUILT_IN, "line_min", "line_max", "line_points", "line_sources",
+    "preset", "bn_policy", "probe_autocast", *BUILT_IN, "line_min", "line_max", "line_points",
+    "line_sources",
     "line_population",
     "economy_jvp", "sharpness_k", "sharpness_tol", "sharpness_max_iter", "barrier_ks",
-    "barrier_points", "noise_microbatches",
+    "barrier_points", "noise_microbatches", "precond_k", "precond_tol", "precond_max_iter",
 }
 
 
@@ -63,8 +65,9 @@ def test_built_in_registrations_keep_the_presets():
     assert [s.name for s in registered()] == list(BUILT_IN)
     assert family_schedules(WalkConfig(preset="line")) == {
         "trajectory": "every:1", "economy": "every:1", "line": "every:1", "curvature": "off",
-        "sharpness": "off", "barrier": "off", "noise": "off"}
-    assert [p.name for p in build_probes("full")] == list(BUILT_IN)
+        "sharpness": "off", "barrier": "off", "noise": "off", "precond_sharpness": "off"}
+    assert [p.name for p in build_probes("full")] == [
+        name for name, (preset, _) in BUILT_IN.items() if preset is not None]
     assert build_probes("off") == []
     assert registry.PROBES["barrier"].requires == ("line",) == Barrier.requires
 

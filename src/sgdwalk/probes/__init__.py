@@ -20,6 +20,7 @@ from sgdwalk.probes import (  # noqa: F401  (registration)
     economy,
     line,
     noise,
+    precond_sharpness,
     sharpness,
     trajectory,
 )

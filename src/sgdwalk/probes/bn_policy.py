@@ -42,7 +42,7 @@ class BNPolicy:
         self._modules = list(model.modules())
         self._bns = [m for m in self._modules if isinstance(m, _BatchNorm)]
         self._bn_set = set(self._bns)
-        self.has_dropout = any(isinstance(m, _DropoutNd) for m in self._modules)
+        self._dropouts = [m for m in self._modules if isinstance(m, _DropoutNd)]
         self.recalibrates = policy == "recalibrate" and bool(self._bns)
         # Scratch copies of the BN buffers, where "recalibrate" accumulates fresh statistics.
         self.buffers = {
@@ -64,6 +64,13 @@ class BNPolicy:
         one point, measured at two steps, may differ, and must not be reused.
         """
         return self._pure
+
+    @property
+    def has_dropout(self) -> bool:
+        """Whether a dropout layer drops anything in train mode (p > 0: a layer with p = 0
+        returns its input, so the training forward is the probing one; read at each use,
+        as p may be changed during training)."""
+        return any(m.p > 0 for m in self._dropouts)
 
     @property
     def reproduces_training_forward(self) -> bool:

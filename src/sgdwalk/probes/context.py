@@ -40,6 +40,10 @@ class StepContext:
     evaluator: LossEvaluator
     generator: torch.Generator  # reserved for probes; never the training RNG
     full_batch: bool = False  # the batch is the whole training split (GD): no batch noise
+    # the optimizer that made the step, read only (its state after the step: e.g. Adam's
+    # preconditioner); None when after_step was given none
+    optimizer: torch.optim.Optimizer | None = None
+    params: list[torch.Tensor] = field(default_factory=list)  # the trained ones, layout order
     results: dict[str, Any] = field(default_factory=dict)  # values of the probes run so far
     cache: dict[str, Any] = field(default_factory=dict)  # the services' shared work
 

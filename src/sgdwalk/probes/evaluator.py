@@ -13,16 +13,24 @@ batch). Around the forwards: BatchNorm and dropout follow `bn_policy.BNPolicy`
 (docs/bn_policy.md), 4-d inputs of sweeps `memory_format.SweepFormat`. Derivatives:
 `hessian` (an `sgdwalk.hessian.Hessian`, with the gradient), `directional_derivative`
 (forward mode) and `loss_function` (one graph).
+
+Attention: PyTorch's fused `scaled_dot_product_attention` kernels have no double backward
+and no forward-mode derivative. Every forward that will be differentiated twice (Hessian-
+vector products) or in forward mode (`jvp`) runs inside `second_order()`, which restricts
+`scaled_dot_product_attention` to its math backend (ordinary differentiable ops, the same
+function); no-grad sweeps and first-order gradients keep the fused kernels.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from sgdwalk.errors import ConfigError
 from sgdwalk.functional.flat import ParamLayout
@@ -33,7 +41,16 @@ from sgdwalk.probes.memory_format import SweepFormat
 
 Chunks = list[tuple[torch.Tensor, torch.Tensor]]
 Data = str | Sequence[tuple[torch.Tensor, torch.Tensor]]  # a source name, or chunks
+AUTOCAST = ("off", "bf16")  # walk.probe_autocast: the no-grad sweeps' forwards
 _BATCHED_LOSS_MAX = 2**22  # most outputs a sweep buffers to apply the loss once (16 MiB f32)
+
+
+def second_order():
+    """Context for forwards that are differentiated twice or in forward mode: attention by
+    `scaled_dot_product_attention` takes its math backend (whose ops all have double
+    backward and jvp) instead of a fused kernel (which has neither). A model without
+    attention computes exactly what it computes outside."""
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 class _Scope(torch.nn.Module):
@@ -71,7 +88,9 @@ class _Sweep:
                 self.ev.bn.recalibrate(self.chunks)
             j = 0
             for x, y in self.chunks:
-                self._keep(i, j, self.ev.model(x), y)
+                with self.ev.autocast():
+                    z = self.ev.model(x)
+                self._keep(i, j, z.to(self.ev.scratch.dtype), y)  # losses in the model's dtype
                 j += len(y)
 
     def _keep(self, i: int, j: int, z: torch.Tensor, y: torch.Tensor) -> None:
@@ -110,6 +129,10 @@ class LossEvaluator:
         sources: named data, each a list of (x, y) chunks on the model's device.
         memory_format: of 4-d inputs in no-grad sweeps: "channels_last", "contiguous" (as
             given), or "auto": channels_last for a CPU model with Conv2d layers.
+        autocast: "off", or "bf16": the forwards of no-grad sweeps (line, economy's f(1),
+            barriers) under `torch.autocast` to bfloat16, their outputs cast back to the
+            model's dtype before the loss; derivatives always in the model's dtype. Its
+            error against float32 is measured in docs/metrics.md.
     """
 
     def __init__(
@@ -120,7 +143,11 @@ class LossEvaluator:
         bn_policy: str = "batch",
         sources: dict[str, Chunks] | None = None,
         memory_format: str = "auto",
+        autocast: str = "off",
     ):
+        if autocast not in AUTOCAST:
+            raise ConfigError(f"walk.probe_autocast: expected one of {', '.join(AUTOCAST)}, "
+                              f"got {autocast!r}")
         self.model = model
         self.layout = layout
         self.loss_fn = loss_fn
@@ -129,6 +156,7 @@ class LossEvaluator:
         first = next(p for p in model.parameters() if p.requires_grad)
         self.scratch = layout.empty(first.detach())
         self.format = SweepFormat(memory_format, model, self.scratch.device)
+        self.autocast_dtype = {"off": None, "bf16": torch.bfloat16}[autocast]
         self._swept: dict[str, Chunks] = {}  # source name -> its chunks in the sweep format
         # Tied parameters appear once in the layout; give every alias the same view, so the
         # model can be reparametrised without functional_call's per-call tie detection.
@@ -144,6 +172,12 @@ class LossEvaluator:
         self._scope = _Scope(model)
         self._scope_state = {f"model.{k}": v for k, v in state.items()}
 
+    def autocast(self):
+        """The context of a no-grad sweep's forwards: bfloat16 autocast, or nothing."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.scratch.device.type, dtype=self.autocast_dtype)
+
     @property
     def points_are_pure(self) -> bool:
         """Whether losses at a point depend on the parameters and the data only (BNPolicy)."""
@@ -151,8 +185,9 @@ class LossEvaluator:
 
     @property
     def reproduces_training_forward(self) -> bool:
-        """Whether a probing forward computes what the training forward did (BNPolicy)."""
-        return self.bn.reproduces_training_forward
+        """Whether a probing forward computes what the training forward did (BNPolicy; never
+        under bf16 autocast)."""
+        return self.autocast_dtype is None and self.bn.reproduces_training_forward
 
     @property
     def channels_last(self) -> bool:
@@ -219,15 +254,18 @@ class LossEvaluator:
         return self.line(start, None, positions, data, end=stop)
 
     # -- differentiable evaluation ---------------------------------------------------
-    def model_fn(self, theta: torch.Tensor, data: Data) -> ModelFn:
+    def model_fn(self, theta: torch.Tensor, data: Data, twice: bool = True) -> ModelFn:
         """The model as a function (flat, x) -> output, in probing mode. Under "recalibrate"
         its BN statistics are those of theta on `data`, computed without gradient and held
-        fixed (so derivatives treat them as constants)."""
+        fixed (so derivatives treat them as constants). `twice`: its forwards run under
+        `second_order()` (attention on the math path), as second and forward-mode
+        derivatives need; False keeps fused attention, for first derivatives only."""
         buffers = self._fixed_buffers(theta, self._chunks(data))
+        order = second_order if twice else contextlib.nullcontext
 
         def forward(flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
             state = {**self._with_aliases(self.layout.views(flat)), **buffers}
-            with self.bn.probing():
+            with self.bn.probing(), order():
                 return functional_call(self.model, state, (x,), tie_weights=False)
 
         return forward
@@ -241,7 +279,10 @@ class LossEvaluator:
         """Gradients of the mean loss of each group of chunks at theta: (len(groups), P)."""
         out = torch.empty(len(groups), theta.numel(), dtype=theta.dtype, device=theta.device)
         for i, group in enumerate(groups):
-            out[i] = self.hessian(group, theta).gradient_and_loss()[0]
+            chunks = self._chunks(group)
+            first = Hessian(self.model_fn(theta, chunks, twice=False), self.loss_fn, theta,
+                            chunks)
+            out[i] = first.gradient_and_loss()[0]
         return out
 
     def directional_derivative(

@@ -54,6 +54,9 @@ class Walk:
         memory_format: of 4-d inputs in the evaluator's no-grad sweeps: "auto" (channels_last
             for a conv net on CPU: about 2x faster there, equal up to float32 round-off),
             "contiguous" (bit for bit the training forward's kernels) or "channels_last".
+        probe_autocast: "off" | "bf16": the evaluator's no-grad sweeps under bfloat16
+            autocast (docs/metrics.md states its error); None: the WalkConfig's when
+            `probes` is one, else "off".
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class Walk:
         steps_per_epoch: int = 1,
         seed: int = 0,
         memory_format: str = "auto",
+        probe_autocast: str | None = None,
     ):
         from sgdwalk.probes.presets import build_probes
 
@@ -91,6 +95,7 @@ class Walk:
             bn_policy or getattr(probes, "bn_policy", "batch"),
             sources,
             memory_format,
+            probe_autocast or getattr(probes, "probe_autocast", "off"),
         )
         _check_sources(self.probes, self.evaluator.sources)
         self.sink = sink
@@ -171,6 +176,8 @@ class Walk:
             evaluator=self.evaluator,
             generator=self.generator,
             full_batch=full_batch,
+            optimizer=optimizer,
+            params=self._params,
         )
         values = self.observe(ctx)
         if values:
