@@ -78,6 +78,8 @@ def resume(run_dir: str | Path, *, progress: bool | None = None,
     par = Parallel.from_env(torch.device("cpu"))
     store = open_run(run_dir) if par.is_main else FollowerStore(run_dir)
     with _abandon_on_error(store):
+        if par.is_main:
+            store.check_config()  # an edited config.toml is refused, naming its keys
         trainer = build_trainer(config_from_toml(store.config_text()))
     return run_trainer(trainer, store, progress=progress, halt_at_step=halt_at_step)
 
