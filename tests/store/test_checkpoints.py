@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import collections
 import errno
+import hashlib
 import io
 import os
-import hashlib
 import pickle
 import random
 import shutil

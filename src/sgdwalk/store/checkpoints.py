@@ -106,8 +106,8 @@ def check_args(state, keep, where: str) -> None:
 
 def save(folder: Path, step: int, state: dict, keep: int, where: str) -> Path:
     """Write checkpoints/step-<step>.pt and its checksum atomically (the checksum first),
-    then delete all but the newest `keep` with their checksums. The caller has run
-    `check_args`."""
+    then delete all but the newest `keep` with their checksums (and checksum files whose
+    checkpoint is gone: a refused file deleted by hand). The caller has run `check_args`."""
     check_folder(folder, where)
     try:
         folder.mkdir(exist_ok=True)
@@ -121,14 +121,16 @@ def save(folder: Path, step: int, state: dict, keep: int, where: str) -> Path:
         write_text_atomic(sum_path(path), f"{digest}  {path.name}\n", where)
 
     write_atomic(path, write, where)
-    for _, old in list_checkpoints(folder)[:-keep]:
-        for file in (old, sum_path(old)):
-            try:
-                file.unlink()  # never follows a link: a link is removed, not its target
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise fault(exc, where, f"delete the old checkpoint {file.name}") from None
+    kept = list_checkpoints(folder)
+    orphans = [p for p in folder.glob(f"step-*.pt{SUM_SUFFIX}")
+               if not p.with_name(p.name[:-len(SUM_SUFFIX)]).exists()]
+    for file in [f for _, old in kept[:-keep] for f in (old, sum_path(old))] + orphans:
+        try:
+            file.unlink()  # never follows a link: a link is removed, not its target
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise fault(exc, where, f"delete the old checkpoint {file.name}") from None
     return path
 
 

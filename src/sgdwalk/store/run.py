@@ -395,16 +395,40 @@ def _read_text(file: Path, where: str) -> str:
         raise StoreError(f"{where}: {file.name}: expected UTF-8 text, got {got}") from None
 
 
+# The fields sgdwalk writes into meta.json and the JSON types each must have; others may
+# be added by users and are kept as they are.
+_META_TYPES = {
+    **dict.fromkeys(("run_id", "name", "device", "status", "started", "ended", "study",
+                     "variant", "scale", "data_source"), (str,)),
+    **dict.fromkeys(("seed", "steps_done", "total_steps", "steps_per_epoch", "processes",
+                     "parameters", "diverged_step", "torch_threads"), (int,)),
+    **dict.fromkeys(("final", "last_finite", "sizes", "point"), (dict,)),
+    "layers": (list,),
+}
+
+
 def _read_meta(file: Path, where: str) -> dict:
     text = _read_text(file, where)
     try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as exc:
+        meta = json.loads(text, parse_constant=_no_constant)
+    except (json.JSONDecodeError, ValueError) as exc:
         got = f"invalid JSON ({exc})"
         raise StoreError(f"{where}: {file.name}: expected a JSON object, got {got}") from None
     if not isinstance(meta, dict):
         raise StoreError(f"{where}: {file.name}: expected a JSON object, got {type(meta).__name__}")
+    for key, types in _META_TYPES.items():
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            want = " or ".join({str: "a string", int: "an integer", dict: "an object",
+                                list: "a list"}[t] for t in types)
+            raise StoreError(f"{where}: {file.name}: {key}: expected {want} or null, got "
+                             f"{type(value).__name__} {json.dumps(value)[:40]}")
     return meta
+
+
+def _no_constant(name: str):
+    """json.loads accepts NaN and Infinity, which strict JSON (and sgdwalk) never writes."""
+    raise ValueError(f"the non-JSON constant {name}")
 
 
 def _meta_json(meta: dict, where: str) -> str:

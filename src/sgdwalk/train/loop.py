@@ -166,7 +166,7 @@ class Trainer:
                 self.store.update_meta(**once)
                 self.store.log(-1, once)
             self.store.log(-1, {"epoch": 0, **self._evaluation()})
-            self.store.update_meta(threads=threads)  # the count the run started on
+            self.store.update_meta(torch_threads=threads)  # the count the run started on
             self._checkpoint()
         self.par.barrier()  # every rank has loaded before rank 0 writes a new checkpoint
         self.store.update_meta(status="running", steps_per_epoch=self.cadence.steps_per_epoch,
