@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import io
 import re
 import warnings
 import zipfile
@@ -168,29 +169,33 @@ def _torch_save(state: dict, f) -> str:
 def checksum_problem(path: Path) -> str | None:
     """None when `path` is a regular file whose SHA-256 matches its checksum file, else
     what is wrong, as "expected X, got Y"."""
+    return _verified(path)[1]
+
+
+def _verified(path: Path) -> tuple[bytes | None, str | None]:
+    """(the bytes of `path`, None) when they match its checksum file, else (None, what is
+    wrong). The bytes checked are the bytes then loaded: the file is read once."""
     if path.is_symlink():
-        return "expected a regular file, got a symbolic link"
+        return None, "expected a regular file, got a symbolic link"
     sums = sum_path(path)
     try:
         text = sums.read_text(encoding="ascii")
     except FileNotFoundError:
-        return f"expected its checksum file {sums.name}, got none"
+        return None, f"expected its checksum file {sums.name}, got none"
     except (OSError, UnicodeDecodeError) as exc:
-        return f"expected a readable checksum file {sums.name}, got {type(exc).__name__}"
+        return None, f"expected a readable checksum file {sums.name}, got {type(exc).__name__}"
     m = _SUM.fullmatch(text)
     if m is None or m.group(2) != path.name:
-        return f"expected '<64 hex digits>  {path.name}' in {sums.name}, got {text[:100]!r}"
-    digest = hashlib.sha256()
+        return None, f"expected '<64 hex digits>  {path.name}' in {sums.name}, got {text[:100]!r}"
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+        data = path.read_bytes()
     except OSError as exc:
-        return f"expected a readable file, got {type(exc).__name__}: {exc.strerror}"
-    if digest.hexdigest() != m.group(1):
-        return (f"expected sha256 {m.group(1)} ({sums.name}), got {digest.hexdigest()} "
-                "(the file changed after it was written)")
-    return None
+        return None, f"expected a readable file, got {type(exc).__name__}: {exc.strerror}"
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != m.group(1):
+        return None, (f"expected sha256 {m.group(1)} ({sums.name}), got {digest} "
+                      "(the file changed after it was written)")
+    return data, None
 
 
 def load_latest(folder: Path, where: str, run_id: str, map_location="cpu"
@@ -214,7 +219,7 @@ def load_latest(folder: Path, where: str, run_id: str, map_location="cpu"
         return None
     while found:
         step, path = found[-1]
-        problem = checksum_problem(path)
+        data, problem = _verified(path)
         if problem is None:
             break
         found.pop()
@@ -232,22 +237,21 @@ def load_latest(folder: Path, where: str, run_id: str, map_location="cpu"
     try:
         with warnings.catch_warnings():  # the StoreError below says all there is to say
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            state = torch.load(path, map_location=map_location, weights_only=True)
+            state = torch.load(io.BytesIO(data), map_location=map_location,
+                               weights_only=True)
     except pickle.UnpicklingError as exc:
-        if zipfile.is_zipfile(path):
+        if zipfile.is_zipfile(io.BytesIO(data)):
             got = f"objects weights_only refuses, not loaded ({_reason(exc)})"
         else:
-            got = f"a file that is not a torch checkpoint ({_size(path)}), not loaded"
+            got = f"a file that is not a torch checkpoint ({len(data)} bytes), not loaded"
         raise StoreError(
             f"{where}: checkpoint {path.name}: expected tensors and plain containers, got "
             f"{got}{previous}"
         ) from None
-    except OSError as exc:
-        raise fault(exc, where, f"read checkpoint {path.name}") from None
     except (RuntimeError, EOFError, ValueError) as exc:
         raise StoreError(
             f"{where}: checkpoint {path.name}: expected a torch checkpoint, got an unreadable "
-            f"file ({_size(path)}: {_first_line(exc)}){previous}"
+            f"file ({len(data)} bytes: {_first_line(exc)}){previous}"
         ) from None
     if not isinstance(state, dict):
         raise StoreError(
@@ -272,9 +276,10 @@ def stored_config(folder: Path) -> str | None:
     import torch
 
     for _, path in reversed(list_checkpoints(folder)):
-        if checksum_problem(path) is None:
+        data, problem = _verified(path)
+        if problem is None:
             try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
+                state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError):
                 return None  # unreadable: no record of the config
             identity = state.get(IDENTITY) if isinstance(state, dict) else None
@@ -293,10 +298,3 @@ def _reason(exc: BaseException) -> str:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return (lines[0][:160] if lines else type(exc).__name__) or type(exc).__name__
-
-
-def _size(path: Path) -> str:
-    try:
-        return f"{path.stat().st_size} bytes"
-    except OSError:
-        return "unreadable"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sgdwalk.errors import IncompleteRunError, StoreError
+from sgdwalk.errors import ConfigError, IncompleteRunError, StoreError
 from sgdwalk.store import checkpoints
 from sgdwalk.store.disk import (
     LOCK_NAME,
@@ -278,7 +278,10 @@ class RunStore:
             from sgdwalk.config import config_from_toml
             from sgdwalk.store.identity import run_id
 
-            self._run_id = run_id(config_from_toml(self.config_text()))
+            try:
+                self._run_id = run_id(config_from_toml(self.config_text()))
+            except ConfigError as exc:
+                raise StoreError(f"run {self.path}: {CONFIG}: {exc}") from None
         return self._run_id
 
     def check_config(self) -> None:
