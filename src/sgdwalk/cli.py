@@ -112,6 +112,11 @@ def _add_training_commands(sub) -> None:
                        "checkpoint left it; rows logged after that checkpoint are recomputed "
                        "with equal values.")
     p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--fork", action="store_true",
+                   help="RUN_DIR's config.toml was edited: continue its newest checkpoint "
+                   "under the edit as a new run beside it (its own id, recording its parent), "
+                   "and restore RUN_DIR's config.toml (without --fork an edited config is "
+                   "refused, naming the changed keys)")
     _add_progress(p)
     p.set_defaults(func=_cmd_resume)
 
@@ -219,8 +224,10 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_resume(args) -> int:
-    from sgdwalk.experiment import resume
+    from sgdwalk.experiment import fork, resume
 
+    if args.fork:
+        return _report(fork(args.run_dir, progress=args.progress))
     return _report(resume(args.run_dir, progress=args.progress))
 
 

@@ -197,6 +197,35 @@ def test_resume_refuses_an_edited_config_naming_the_changed_keys(tmp_path, refer
     same_run(run_dir, reference.run_dir)
 
 
+def test_a_fork_continues_the_checkpoint_under_the_edit_as_a_new_run(tmp_path, reference):
+    run_dir = _halted(tmp_path)  # newest checkpoint: step 10
+    config_file = run_dir / "config.toml"
+    original = config_file.read_text()
+    edited = replace(CONFIG, **{"optim.lr": 0.05})
+    config_file.write_text(config_to_toml(edited))
+    code, out, err = _main("resume", run_dir, "--fork", "--no-progress")
+    assert code == 0 and err == "", err
+    child = tmp_path / run_dir_name(edited)
+    assert out.startswith("completed: 19 steps") and f"run directory: {child}\n" in out
+    assert config_file.read_text() == original  # the parent's record is true again
+    with RunStore.open(child) as store:
+        meta, rows = store.meta(), store.scalars()
+        assert store.config_text() == config_to_toml(edited)
+    assert meta["run_id"] == run_id(edited) and meta["status"] == "completed"
+    assert meta["parent"] == {"run_id": run_id(CONFIG), "run_dir": str(run_dir), "step": 10}
+    with RunStore.open(reference.run_dir) as store:
+        want = store.scalars()
+    assert rows.index.min() == 10 and rows.index.max() == 18
+    assert (rows["lr"].dropna() == 0.05).all()  # the edit, not the checkpoint's 0.1
+    assert rows.loc[10, "loss"] == want.loc[10, "loss"]  # theta_10 and batch 10 carried over
+    assert rows.loc[11, "loss"] != want.loc[11, "loss"]  # then the steps are lr 0.05 steps
+    assert _main("resume", run_dir, "--no-progress")[0] == 0  # the parent, untouched
+    same_run(run_dir, reference.run_dir)
+    code, _, err = _main("resume", run_dir, "--fork")
+    _one_line(code, err, f"run {run_dir}: config.toml: expected an edited config to fork the "
+              "run with, got the run's own")
+
+
 def test_the_thread_count_is_recorded_and_a_resume_on_another_warns(tmp_path):
     threads = torch.get_num_threads()
     run_dir = _halted(tmp_path)

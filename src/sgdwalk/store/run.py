@@ -300,8 +300,32 @@ class RunStore:
         raise StoreError(
             f"{where}: {CONFIG}: expected the config the run started with (run id {recorded}),"
             f" got an edited one (run id {now}); {changed}; restore those values to resume "
-            "it, or train the edited file as a new run (sgdwalk train FILE)"
+            f"it, or continue it under the edit as a new run: sgdwalk resume {self.path} --fork"
         )
+
+    def take_edit(self) -> tuple[str, tuple[int, dict]]:
+        """For a fork: the edited config.toml text and the newest checkpoint, with this
+        run's config.toml restored to the text it started with (recorded in that
+        checkpoint), so the run stays true to its record. Refused when config.toml is not
+        edited or no checkpoint records the original."""
+        self._writer("fork the run")
+        where = f"run {self.path}"
+        recorded = self.meta().get("run_id")
+        edited = self.config_text()
+        if recorded is None or recorded == self.run_id():
+            raise StoreError(f"{where}: {CONFIG}: expected an edited config to fork the run "
+                             "with, got the run's own (resume it without --fork)")
+        original = checkpoints.stored_config(self.path / CHECKPOINTS)
+        if original is None:
+            raise StoreError(f"{where}: expected a checkpoint that records the run's config to "
+                             "fork from, got none")
+        write_text_atomic(self.path / CONFIG, original, where)
+        self._run_id = None
+        found = self.latest_checkpoint()
+        if found is None or self.run_id() != recorded:
+            raise StoreError(f"{where}: expected a checkpoint of run {recorded} to fork from, "
+                             "got none")
+        return edited, found
 
     # ---- reading
 

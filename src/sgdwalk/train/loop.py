@@ -199,7 +199,13 @@ class Trainer:
         generator states) that fail to load are one StoreError line naming the part."""
         self.step = int(state["step"])
         self.model.load_state_dict(state["model"])
+        # hyper-parameters (lr, momentum, ...) come from the config, not the checkpoint: the
+        # same values on a resume, the edited ones in a fork
+        configured = [{k: v for k, v in g.items() if k != "params"}
+                      for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, hyper in zip(self.optimizer.param_groups, configured, strict=True):
+            group.update(hyper)
         self.transform_state = state["transforms"]
         self.last_finite = dict(state["last_finite"])
         for part, load in (("data", self.batches.load_state_dict),
