@@ -110,7 +110,10 @@ def _add_training_commands(sub) -> None:
     p = sub.add_parser("resume", help="continue a stopped run from its newest checkpoint",
                        description="Continue a stopped or killed run exactly where its newest "
                        "checkpoint left it; rows logged after that checkpoint are recomputed "
-                       "with equal values.")
+                       "with equal values. A checkpoint whose bytes do not match its .sha256 "
+                       "file is passed over for the previous one (a warning); one of another "
+                       "run, or of the wrong structure, is refused; so is a config.toml "
+                       "edited since the run started, unless --fork.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--fork", action="store_true",
                    help="RUN_DIR's config.toml was edited: continue its newest checkpoint "
