@@ -1,16 +1,21 @@
 """Command line: parse, build a config, call the library, print where the output went.
 
 Every expected failure (bad config, missing data, unreadable store) is one line on stderr
-and exit status 2; Ctrl-C checkpoints the run and exits with 130.
+and exit status 2; Ctrl-C checkpoints the run and exits with 130; a run of a sweep that
+failed exits 1; a closed stdout (`| head`) exits 141 silently. Warnings are one line each.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
+import warnings
 from pathlib import Path
 
-from sgdwalk.errors import SgdwalkError
+from sgdwalk.errors import SgdwalkError, SgdwalkWarning
 
 EPILOG = """examples:
   sgdwalk reproduce                          every study at cpu scale, then claims C1-C12
@@ -105,8 +110,16 @@ def _add_training_commands(sub) -> None:
     p = sub.add_parser("resume", help="continue a stopped run from its newest checkpoint",
                        description="Continue a stopped or killed run exactly where its newest "
                        "checkpoint left it; rows logged after that checkpoint are recomputed "
-                       "with equal values.")
+                       "with equal values. A checkpoint whose bytes do not match its .sha256 "
+                       "file is passed over for the previous one (a warning); one of another "
+                       "run, or of the wrong structure, is refused; so is a config.toml "
+                       "edited since the run started, unless --fork.")
     p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--fork", action="store_true",
+                   help="RUN_DIR's config.toml was edited: continue its newest checkpoint "
+                   "under the edit as a new run beside it (its own id, recording its parent), "
+                   "and restore RUN_DIR's config.toml (without --fork an edited config is "
+                   "refused, naming the changed keys)")
     _add_progress(p)
     p.set_defaults(func=_cmd_resume)
 
@@ -214,8 +227,10 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_resume(args) -> int:
-    from sgdwalk.experiment import resume
+    from sgdwalk.experiment import fork, resume
 
+    if args.fork:
+        return _report(fork(args.run_dir, progress=args.progress))
     return _report(resume(args.run_dir, progress=args.progress))
 
 
@@ -339,17 +354,66 @@ def _report(result) -> int:
     return 0
 
 
+EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status (docs/reliability.md, "Exit status"): 0 done (every
+    run completed or diverged), 1 a run of a sweep failed, 2 bad input (one line), 130
+    interrupted, 141 the reader of stdout went away (`| head`).
+
+    Called as the program (argv None), a Ctrl-C after the command has finished (while the
+    interpreter shuts down) exits 130 at once and silently."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", SgdwalkWarning)
+            warnings.showwarning = _show_warning
+            code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except SgdwalkError as exc:
         print(f"sgdwalk: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("sgdwalk: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Python's advice (the signal module's docs, "Note on SIGPIPE"): point stdout at
+        # devnull so the flush at exit cannot fail again; exit as a process SIGPIPE ended
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    finally:
+        if argv is None:
+            _exit_quietly_on_sigint()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """sgdwalk's own warnings as one line; others as Python shows them."""
+    if issubclass(category, SgdwalkWarning):
+        print(f"sgdwalk: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _exit_quietly_on_sigint() -> None:
+    """From now until the process ends (the atexit handlers of torch, tqdm's monitor
+    thread and multiprocessing run after `main`), Ctrl-C ends it at once with 130 instead
+    of a KeyboardInterrupt traceback from inside an atexit handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def leave(signum, frame):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(EXIT_INTERRUPTED)
+
+    signal.signal(signal.SIGINT, leave)
 
 
 if __name__ == "__main__":

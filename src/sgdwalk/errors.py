@@ -28,3 +28,9 @@ class RunLockedError(StoreError):
 class IncompleteRunError(StoreError):
     """A folder holds the start of a run but not a whole one (its maker was killed while
     making it, before runs were made whole): readers of many runs skip it with a note."""
+
+
+class SgdwalkWarning(UserWarning):
+    """Something the user should know that does not stop the command (a damaged checkpoint
+    passed over for the previous one, a resume on another thread count); the CLI prints it
+    as one line `sgdwalk: warning: <message>`."""

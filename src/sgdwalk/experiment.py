@@ -78,8 +78,35 @@ def resume(run_dir: str | Path, *, progress: bool | None = None,
     par = Parallel.from_env(torch.device("cpu"))
     store = open_run(run_dir) if par.is_main else FollowerStore(run_dir)
     with _abandon_on_error(store):
+        if par.is_main:
+            store.check_config()  # an edited config.toml is refused, naming its keys
         trainer = build_trainer(config_from_toml(store.config_text()))
     return run_trainer(trainer, store, progress=progress, halt_at_step=halt_at_step)
+
+
+def fork(run_dir: str | Path, *, progress: bool | None = None,
+         halt_at_step: int | None = None) -> RunResult:
+    """Continue a run under its edited config.toml as a new run: the edited config gets its
+    own run id and folder beside the parent (`<name>-<id>`), starts from the parent's newest
+    checkpoint (parameters, optimizer state, data order; the optimizer's hyper-parameters
+    from the edited config) and records `parent = {run_id, run_dir, step}` in its meta.json;
+    the parent's config.toml is restored to the config it started with. Its rows begin at
+    the fork's step (the earlier ones are the parent's). An interrupted fork continues with
+    `resume(new run)`. Shapes (model, walk) cannot change in a fork."""
+    parent = open_run(run_dir)
+    with _abandon_on_error(parent):
+        edited, (step, state) = parent.take_edit()
+        parent_id = parent.meta()["run_id"]
+        parent.close()
+    config = config_from_toml(edited)
+    trainer = build_trainer(config)
+    child = create_run(config, Path(run_dir).parent)
+    with _abandon_on_error(child):
+        if child.latest_checkpoint() is None:  # a new fork: seeded with the parent's state
+            child.update_meta(parent={"run_id": parent_id, "run_dir": str(run_dir),
+                                      "step": step}, torch_threads=torch.get_num_threads())
+            child.save_checkpoint(step, state, keep=config.train.keep_checkpoints)
+    return run_trainer(trainer, child, progress=progress, halt_at_step=halt_at_step)
 
 
 _FINISHED = ("completed", "diverged")

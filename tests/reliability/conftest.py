@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from sgdwalk.store import RunStore, read_run
+from sgdwalk.store.checkpoints import checksum_problem
 
 
 def cli(*args: str) -> list[str]:
@@ -117,10 +118,12 @@ def equal_states(a, b, where: str = "state") -> None:
 
 
 def same_checkpoints(got_dir, want_dir) -> None:
-    """The same checkpoint files, each loading to an equal state."""
+    """The same checkpoint files (and their checksum files), each matching its checksum and
+    loading to an equal state."""
     names = sorted(p.name for p in (Path(want_dir) / "checkpoints").iterdir())
     assert sorted(p.name for p in (Path(got_dir) / "checkpoints").iterdir()) == names
-    for name in names:
+    for name in (n for n in names if n.endswith(".pt")):
+        assert checksum_problem(Path(got_dir) / "checkpoints" / name) is None, name
         a = torch.load(Path(got_dir) / "checkpoints" / name, weights_only=True)
         b = torch.load(Path(want_dir) / "checkpoints" / name, weights_only=True)
         equal_states(a, b, name)

@@ -53,7 +53,7 @@ if point == "checkpoint-bytes":  # half a checkpoint in its temporary file
             f.flush()
             os.fsync(f.fileno())
             die()
-        real_save(state, f)
+        return real_save(state, f)  # the digest of the bytes written
     ck._torch_save = save
 elif point == "checkpoint-rotate":  # the new checkpoint in place, older ones not yet deleted
     real_write = ck.write_atomic

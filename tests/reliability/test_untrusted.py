@@ -5,6 +5,7 @@ its payload never runs; the source is checked for every way to unpickle."""
 from __future__ import annotations
 
 import ast
+import hashlib
 import io
 import os
 import pickle
@@ -59,24 +60,41 @@ def test_a_planted_malicious_checkpoint_is_refused_by_resume_and_never_runs(tmp_
     run_dir = halted.run_dir
     marker = tmp_path / "payload-ran"
     newest = run_dir / "checkpoints" / "step-00000013.pt"  # newer than the real ones
-    newest.write_bytes(_malicious(form, marker))
+    payload = _malicious(form, marker)
+    newest.write_bytes(payload)
     assert zipfile.is_zipfile(newest) == (form == "torch_zip")
 
+    # planted alone: its bytes match no checksum, so it is passed over unread
     proc = run_cli("resume", run_dir, "--no-progress")
-    one_line_error(proc, f"run {run_dir}: checkpoint step-00000013.pt: expected tensors and "
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"sgdwalk: warning: run {run_dir}: checkpoint step-00000013.pt: expected its checksum "
+        "file step-00000013.pt.sha256, got none; not loaded, resuming from step-00000010.pt "
+        "instead"]
+    assert not marker.exists(), "the payload ran"
+    same_run(run_dir, reference.run_dir)
+
+    # planted with a forged checksum file: weights_only refuses it, in one line
+    again = train(config, tmp_path / "again", halt_at_step=12).run_dir
+    newest = again / "checkpoints" / "step-00000013.pt"
+    newest.write_bytes(payload)
+    sums = again / "checkpoints" / "step-00000013.pt.sha256"
+    sums.write_text(f"{hashlib.sha256(payload).hexdigest()}  step-00000013.pt\n")
+    proc = run_cli("resume", again, "--no-progress")
+    one_line_error(proc, f"run {again}: checkpoint step-00000013.pt: expected tensors and "
                    "plain containers, got ", "delete it to resume from step-00000010.pt")
     assert not marker.exists(), "the payload ran"
     err = io.StringIO()  # `train` of the same config continues the run: the same refusal
     with redirect_stderr(err):
-        code = main(["train", "default", "--out", str(tmp_path / "runs"),
+        code = main(["train", "default", "--out", str(tmp_path / "again"),
                      *[a for o in OVERRIDES for a in ("--set", o)]])
     assert code == 2 and "checkpoint step-00000013.pt: expected tensors" in err.getvalue()
     assert not marker.exists(), "the payload ran"
 
     newest.unlink()  # as the message says: the run resumes from its last real checkpoint
-    assert main(["resume", str(run_dir), "--no-progress"]) == 0
-    assert not marker.exists()
-    same_run(run_dir, reference.run_dir)
+    assert main(["resume", str(again), "--no-progress"]) == 0
+    assert not marker.exists() and not sums.exists()  # removed with the next rotation
+    same_run(again, reference.run_dir)
 
 
 def test_a_run_folder_with_a_garbage_config_is_one_line(tmp_path):

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import collections
 import errno
+import hashlib
 import io
 import os
 import pickle
+import random
+import shutil
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from sgdwalk.errors import StoreError
+from sgdwalk.errors import SgdwalkWarning, StoreError
 from sgdwalk.store import RunStore
 
 
@@ -31,7 +35,8 @@ def test_checkpoints_rotate_keeping_the_newest(make_run):
         path = store.save_checkpoint(step, _state(step), keep=2)
         assert path.name == f"step-{step:08d}.pt"
     names = sorted(p.name for p in (store.path / "checkpoints").iterdir())
-    assert names == ["step-00000400.pt", "step-00000500.pt"]
+    assert names == ["step-00000400.pt", "step-00000400.pt.sha256",
+                     "step-00000500.pt", "step-00000500.pt.sha256"]
     step, state = store.latest_checkpoint()
     assert step == 500 and state["step"] == 500
     assert torch.equal(state["model"]["w"], torch.full((3,), 500.0))
@@ -101,17 +106,46 @@ class _Evil:
         return (open, (self.marker, "w"))
 
 
-@pytest.mark.parametrize("form", ["torch_zip", "raw_pickle"])
-def test_a_malicious_newest_checkpoint_is_refused_and_never_executed(make_run, tmp_path, form):
-    store = make_run()
-    store.save_checkpoint(100, _state(100))
-    marker = tmp_path / "pwned"
+def _plant(store, name: str, data: bytes, with_sum: bool) -> Path:
+    path = store.path / "checkpoints" / name
+    path.write_bytes(data)
+    if with_sum:  # a forged checksum file: the bytes match it
+        Path(f"{path}.sha256").write_text(f"{hashlib.sha256(data).hexdigest()}  {name}\n")
+    return path
+
+
+def _evil_bytes(form: str, marker) -> bytes:
     buf = io.BytesIO()
     if form == "torch_zip":
         torch.save({"model": _Evil(str(marker))}, buf)
     else:
         pickle.dump({"model": _Evil(str(marker))}, buf)
-    (store.path / "checkpoints" / "step-00000200.pt").write_bytes(buf.getvalue())
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("form", ["torch_zip", "raw_pickle"])
+def test_a_malicious_newest_checkpoint_without_its_sum_is_passed_over_unread(make_run, tmp_path,
+                                                                            form):
+    store = make_run()
+    store.save_checkpoint(100, _state(100))
+    marker = tmp_path / "pwned"
+    _plant(store, "step-00000200.pt", _evil_bytes(form, marker), with_sum=False)
+    with pytest.warns(SgdwalkWarning) as seen:
+        step, _ = store.latest_checkpoint()
+    assert step == 100
+    (message,) = [str(w.message) for w in seen]
+    assert "checkpoint step-00000200.pt: expected its checksum file step-00000200.pt.sha256, " \
+        "got none; not loaded, resuming from step-00000100.pt instead" in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("form", ["torch_zip", "raw_pickle"])
+def test_a_malicious_newest_checkpoint_with_a_forged_sum_is_refused_and_never_executed(
+        make_run, tmp_path, form):
+    store = make_run()
+    store.save_checkpoint(100, _state(100))
+    marker = tmp_path / "pwned"
+    _plant(store, "step-00000200.pt", _evil_bytes(form, marker), with_sum=True)
     with pytest.raises(StoreError) as info:
         store.latest_checkpoint()
     message = str(info.value)
@@ -121,15 +155,90 @@ def test_a_malicious_newest_checkpoint_is_refused_and_never_executed(make_run, t
     assert not marker.exists()
 
 
-def test_a_truncated_newest_checkpoint_is_an_error_naming_the_previous(make_run):
+def test_a_truncated_newest_checkpoint_is_passed_over_with_a_warning(make_run):
     store = make_run()
     store.save_checkpoint(100, _state(100), keep=3)
     newest = store.save_checkpoint(200, _state(200), keep=3)
     newest.write_bytes(newest.read_bytes()[:100])
-    with pytest.raises(StoreError, match="expected a torch checkpoint, got an unreadable file"):
+    with pytest.warns(SgdwalkWarning, match=r"step-00000200.pt: expected sha256 [0-9a-f]{64} "
+                      r"\(step-00000200.pt.sha256\), got [0-9a-f]{64}"):
+        assert store.latest_checkpoint()[0] == 100
+
+
+def test_every_single_bit_flip_is_detected_and_the_previous_checkpoint_loads(make_run):
+    """50 flips at seeded random offsets, each in a fresh copy of the newest checkpoint:
+    none loads; each time the previous checkpoint is loaded, equal to what was saved."""
+    store = make_run()
+    store.save_checkpoint(100, _state(100))
+    newest = store.save_checkpoint(200, _state(200))
+    good = newest.read_bytes()
+    rng = random.Random(16)
+    for offset in sorted(rng.sample(range(len(good)), 50)):
+        bad = bytearray(good)
+        bad[offset] ^= 1 << rng.randrange(8)
+        newest.write_bytes(bytes(bad))
+        with pytest.warns(SgdwalkWarning, match="step-00000200.pt: expected sha256"):
+            step, state = store.latest_checkpoint()
+        assert step == 100, offset
+        assert torch.equal(state["model"]["w"], torch.full((3,), 100.0)), offset
+    newest.write_bytes(good)
+    assert store.latest_checkpoint()[0] == 200
+
+
+def test_no_checkpoint_that_passes_its_checksum_is_one_error(make_run):
+    store = make_run()
+    for step in (100, 200):
+        path = store.save_checkpoint(step, _state(step))
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 4
+        path.write_bytes(bytes(data))
+    with pytest.warns(SgdwalkWarning), pytest.raises(StoreError) as info:
         store.latest_checkpoint()
-    newest.unlink()  # what the message tells the user to do
-    assert store.latest_checkpoint()[0] == 100
+    assert "expected a checkpoint whose bytes match its checksum, got none that does" in str(
+        info.value)
+
+
+def test_a_checkpoint_of_another_run_is_refused(make_run):
+    mine = make_run("mine")
+    other = make_run("other", **{"optim.lr": 0.05})
+    mine.save_checkpoint(100, _state(100))
+    copied = other.save_checkpoint(200, _state(200))
+    for file in (copied, Path(f"{copied}.sha256")):  # copied in with its checksum
+        shutil.copy(file, mine.path / "checkpoints" / file.name)
+    with pytest.raises(StoreError) as info:
+        mine.latest_checkpoint()
+    message = str(info.value)
+    assert f"checkpoint step-00000200.pt: expected a checkpoint of this run (run id " \
+        f"{mine.run_id()}), got a checkpoint of run {other.run_id()}" in message
+    assert "delete it to resume from step-00000100.pt" in message
+    assert mine.run_id() != other.run_id()
+
+
+def test_every_checkpoint_holds_the_run_id_and_config(make_run):
+    store = make_run()
+    path = store.save_checkpoint(5, _state(5))
+    raw = torch.load(path, weights_only=True)
+    assert raw["run"] == {"run_id": store.run_id(), "config": store.config_text()}
+    assert "run" not in store.latest_checkpoint()[1]  # the store checks it and takes it off
+    with pytest.raises(StoreError, match="expected a state without the reserved key 'run'"):
+        store.save_checkpoint(6, {"run": 1})
+
+
+def test_a_symlinked_checkpoints_folder_is_refused_and_never_rotated(make_run, tmp_path):
+    """A `checkpoints` folder shared between runs through a symbolic link: neither saving
+    (whose rotation would delete the other run's files) nor loading follows it."""
+    other = make_run("other", **{"optim.lr": 0.05})
+    for step in (1, 2, 3):
+        other.save_checkpoint(step, _state(step))
+    before = sorted(p.name for p in (other.path / "checkpoints").iterdir())
+    mine = make_run("mine")
+    (mine.path / "checkpoints").rmdir()
+    (mine.path / "checkpoints").symlink_to(other.path / "checkpoints")
+    for call in (lambda: mine.save_checkpoint(9, _state(9), keep=1), mine.latest_checkpoint):
+        with pytest.raises(StoreError, match="checkpoints: expected the run's own checkpoints "
+                           "folder, got a symbolic link to"):
+            call()
+    assert sorted(p.name for p in (other.path / "checkpoints").iterdir()) == before
 
 
 def test_disk_full_while_checkpointing_keeps_the_previous_one(make_run, monkeypatch):
@@ -150,7 +259,8 @@ def test_disk_full_while_checkpointing_keeps_the_previous_one(make_run, monkeypa
         info.value
     )
     monkeypatch.undo()
-    assert sorted(p.name for p in (store.path / "checkpoints").iterdir()) == ["step-00000100.pt"]
+    assert sorted(p.name for p in (store.path / "checkpoints").iterdir()) == [
+        "step-00000100.pt", "step-00000100.pt.sha256"]
     step, state = store.latest_checkpoint()
     assert step == 100 and state["step"] == 100
     assert store.scalars()["loss"].tolist() == [1.0]  # rows were committed before the save

@@ -8,7 +8,9 @@ then renamed into place, so a reader never finds half of one)::
       meta.json        provenance dict (versions, seed, device, git revision, started/ended,
                        status, ...), rewritten atomically by update_meta
       metrics.sqlite   the metric store below (SQLite, WAL journal, synchronous=NORMAL)
-      checkpoints/     step-00000100.pt: torch.save'd dicts, atomic, newest `keep` kept
+      checkpoints/     step-00000100.pt: torch.save'd dicts, atomic, newest `keep` kept, each
+                       holding the run's identity (run id, config.toml text); beside each,
+                       step-00000100.pt.sha256: the SHA-256 of its bytes (sha256sum format)
       .lock            writer lock (fcntl.flock) holding the writer's pid
 
 metrics.sqlite:
@@ -63,8 +65,21 @@ Reliability (each fault is a StoreError with one line; committed rows are never 
 |                                | (a sweep waits for it: see sgdwalk.studies.execute)         |
 | a writer killed mid-write      | its `.NAME.tmp-PID` files are deleted by the next writer;   |
 |                                | uncommitted rows are gone, committed ones whole             |
-| newest checkpoint won't load   | refused, nothing in it executed (weights_only=True); no     |
-|                                | silent fall-back: the message names the previous checkpoint |
+| newest checkpoint damaged      | its SHA-256 differs from its .sha256 file (or that file is  |
+|                                | missing): passed over unread for the previous checkpoint,   |
+|                                | with a warning; none undamaged: "expected a checkpoint      |
+|                                | whose bytes match its checksum, got none that does"         |
+| newest checkpoint won't load   | (its checksum matches: a forged or planted file) refused,   |
+|                                | nothing in it executed (weights_only=True); no silent       |
+|                                | fall-back: the message names the previous checkpoint        |
+| a checkpoint of another run    | refused: "expected a checkpoint of this run (run id A), got |
+|                                | a checkpoint of run B"                                      |
+| checkpoints/ a symbolic link   | refused for saving and loading: a run never rotates (deletes)|
+|                                | files outside its own folder                                |
+| config.toml edited after start | `check_config` (resume) refuses it, naming the changed keys |
+| meta.json damaged or mistyped  | "meta.json: status: expected a string or null, got int 5"   |
+| metric rows edited by hand     | "scalars row (step 3, name 'loss'): expected ..., got a     |
+|                                | value of type TEXT 'abc'" (also bad vector lengths, dtypes) |
 | reader during a write          | a consistent committed prefix; the writer is never blocked  |
 | finished run, read-only folder | read as an immutable database                               |
 | a maker killed mid-creation    | only a hidden `.RUN_DIR.tmp-PID.RANDOM` folder is left: no  |

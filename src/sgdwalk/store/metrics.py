@@ -173,6 +173,8 @@ class MetricDb:
         if names is not None:
             sql += f" WHERE name IN ({', '.join('?' * len(names))})"
             params = tuple(names)
+        self._check_rows("scalars", _BAD_SCALAR, "an integer step, a text name and a REAL "
+                         "value or NULL")
         rows = self.query(sql + " ORDER BY step, name", params)
         long = pd.DataFrame.from_records(rows, columns=["step", "name", "value"])
         long = long.astype({"step": "int64", "value": "float64"})
@@ -189,6 +191,9 @@ class MetricDb:
     def vectors(self, name: str) -> pd.DataFrame:
         if not isinstance(name, str):
             raise StoreError(f"{self.where}: expected a vector name (str), got {describe(name)}")
+        self._check_rows("vectors", _BAD_VECTOR, "an integer step, a dtype of "
+                         f"{', '.join(STORED_DTYPES)} and a blob of exactly length values",
+                         name)
         rows = self.query(
             "SELECT step, dtype, length, value FROM vectors WHERE name = ? ORDER BY step", (name,)
         )
@@ -199,6 +204,42 @@ class MetricDb:
             data[i, :length] = np.frombuffer(blob, dtype=STORED_DTYPES[kind], count=length)
         steps = pd.Index([r[0] for r in rows], dtype="int64", name="step")
         return pd.DataFrame(data, index=steps, columns=[f"v{i}" for i in range(width)])
+
+
+    def _check_rows(self, table: str, bad: str, expected: str, name: str | None = None) -> None:
+        """Refuse a table (the rows of `name`) holding a row the writer never writes (edited
+        by hand, or by another tool): one line naming the row, not a wrong number or a
+        traceback."""
+        only = "" if name is None else " AND name = ?"
+        found = self.query(f"SELECT step, name, {bad} FROM {table} WHERE {bad} IS NOT NULL"
+                           f"{only} LIMIT 1", () if name is None else (name,))
+        if found:
+            step, name, got = found[0]
+            raise StoreError(f"{self.where}: {table} row (step {step!r}, name {name!r}): "
+                             f"expected {expected}, got {got}")
+
+
+# The SQL expression that describes what is wrong with a row (NULL: nothing).
+_BAD_SCALAR = (
+    "CASE WHEN typeof(step) != 'integer' THEN 'a step of type ' || typeof(step)"
+    " WHEN typeof(name) != 'text' THEN 'a name of type ' || typeof(name)"
+    " WHEN typeof(value) NOT IN ('real', 'integer', 'null')"
+    " THEN 'a value of type ' || upper(typeof(value)) || ' ' || quote(substr(value, 1, 20))"
+    " END"
+)
+_BAD_VECTOR = (
+    "CASE WHEN typeof(step) != 'integer' THEN 'a step of type ' || typeof(step)"
+    " WHEN typeof(name) != 'text' THEN 'a name of type ' || typeof(name)"
+    " WHEN dtype NOT IN (" + ", ".join(f"'{k}'" for k in STORED_DTYPES) + ")"
+    " THEN 'dtype ' || quote(substr(dtype, 1, 20))"
+    " WHEN typeof(length) != 'integer' OR length < 0"
+    " THEN 'length ' || quote(substr(length, 1, 20))"
+    " WHEN typeof(value) != 'blob' THEN 'a value of type ' || upper(typeof(value))"
+    " WHEN length(value) != length * CASE dtype "
+    + " ".join(f"WHEN '{k}' THEN {v.itemsize}" for k, v in STORED_DTYPES.items())
+    + " END THEN 'length ' || length || ' with a blob of ' || length(value) || ' bytes'"
+    " END"
+)
 
 
 def _connect_read(file: Path) -> sqlite3.Connection:

@@ -23,7 +23,8 @@ from pathlib import Path
 import pandas as pd
 import tomllib
 
-from sgdwalk.errors import IncompleteRunError, StoreError
+from sgdwalk.config import config_from_toml
+from sgdwalk.errors import ConfigError, IncompleteRunError, StoreError
 from sgdwalk.store.folders import find_runs
 from sgdwalk.store.manifest import read_manifest
 from sgdwalk.store.results import Results, assemble
@@ -116,8 +117,11 @@ def _read(path: Path, root: Path) -> _Stored:
         vectors = {n: run.vectors(n).reset_index() for n in run.names()["vectors"]}
     try:
         config = tomllib.loads(text)
+        config_from_toml(text)  # every value valid, as for a run about to train
     except tomllib.TOMLDecodeError as exc:
         raise StoreError(f"run {path}: {CONFIG}: expected valid TOML, got {exc}") from None
+    except ConfigError as exc:
+        raise StoreError(f"run {path}: {CONFIG}: {exc}") from None
     facts = {"run_id": _text(meta.get("run_id")), "run_dir": str(path),
              "status": _text(meta.get("status")), "study": _text(meta.get("study")),
              "variant": _text(meta.get("variant")), "scale": _text(meta.get("scale")),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sgdwalk.errors import IncompleteRunError, StoreError
+from sgdwalk.errors import ConfigError, IncompleteRunError, StoreError
 from sgdwalk.store import checkpoints
 from sgdwalk.store.disk import (
     LOCK_NAME,
@@ -41,6 +41,7 @@ class RunStore:
         self._db = db
         self._lock = lock
         self._buffer = None
+        self._run_id: str | None = None
         if lock is not None:
             kinds: dict[str, str] = {}
             for kind, table in (("scalar", "scalars"), ("vector", "vectors")):
@@ -247,19 +248,84 @@ class RunStore:
         where = f"run {self.path}"
         step = check_step(step, where)
         checkpoints.check_args(state, keep, where)
+        if checkpoints.IDENTITY in state:
+            raise StoreError(f"{where}: expected a state without the reserved key "
+                             f"{checkpoints.IDENTITY!r}, got one")
+        identity = {"run_id": self.run_id(), "config": self.config_text()}
         buf = self._buffer
         self._db.write(buf.scalars, buf.vectors, info={"last_checkpoint_step": step}, durable=True)
         buf.clear()
-        return checkpoints.save(self.path / CHECKPOINTS, step, state, keep, where)
+        return checkpoints.save(self.path / CHECKPOINTS, step,
+                                {**state, checkpoints.IDENTITY: identity}, keep, where)
 
     def latest_checkpoint(self, map_location="cpu") -> tuple[int, dict] | None:
         """(step, state) of the newest checkpoint, loaded with torch.load(weights_only=True)
         onto `map_location`; None when the run has none.
 
-        A newest checkpoint that fails to load raises StoreError naming the file (and the
-        previous checkpoint, used once the bad file is deleted); nothing in it is executed.
+        Its bytes are checked against its SHA-256 first: a damaged one is passed over for
+        the previous one with a warning, and none undamaged is a StoreError. A checkpoint
+        that fails to load, or that another run wrote (its run id is not this run's), raises
+        StoreError naming the file (and the previous checkpoint, used once the bad file is
+        deleted); nothing in it is executed.
         """
-        return checkpoints.load_latest(self.path / CHECKPOINTS, f"run {self.path}", map_location)
+        return checkpoints.load_latest(self.path / CHECKPOINTS, f"run {self.path}",
+                                       self.run_id(), map_location)
+
+    def run_id(self) -> str:
+        """The run id of config.toml as it is now (12 hex digits of its SHA-256, see
+        `identity.run_id`)."""
+        if self._run_id is None:
+            from sgdwalk.config import config_from_toml
+            from sgdwalk.store.identity import run_id
+
+            try:
+                self._run_id = run_id(config_from_toml(self.config_text()))
+            except ConfigError as exc:
+                raise StoreError(f"run {self.path}: {CONFIG}: {exc}") from None
+        return self._run_id
+
+    def check_config(self) -> None:
+        """Refuse to continue a run whose config.toml was edited after it started (its run
+        id no longer matches meta.json's): one line naming the changed keys, diffed against
+        the config recorded in its newest checkpoint."""
+        recorded = self.meta().get("run_id")
+        now = self.run_id()
+        if recorded is None or recorded == now:
+            return
+        where = f"run {self.path}"
+        before = checkpoints.stored_config(self.path / CHECKPOINTS)
+        changed = "the keys are unknown (no checkpoint records the original config)"
+        if before is not None:
+            changed = "changed: " + _config_diff(before, self.config_text())
+        raise StoreError(
+            f"{where}: {CONFIG}: expected the config the run started with (run id {recorded}),"
+            f" got an edited one (run id {now}); {changed}; restore those values to resume "
+            f"it, or continue it under the edit as a new run: sgdwalk resume {self.path} --fork"
+        )
+
+    def take_edit(self) -> tuple[str, tuple[int, dict]]:
+        """For a fork: the edited config.toml text and the newest checkpoint, with this
+        run's config.toml restored to the text it started with (recorded in that
+        checkpoint), so the run stays true to its record. Refused when config.toml is not
+        edited or no checkpoint records the original."""
+        self._writer("fork the run")
+        where = f"run {self.path}"
+        recorded = self.meta().get("run_id")
+        edited = self.config_text()
+        if recorded is None or recorded == self.run_id():
+            raise StoreError(f"{where}: {CONFIG}: expected an edited config to fork the run "
+                             "with, got the run's own (resume it without --fork)")
+        original = checkpoints.stored_config(self.path / CHECKPOINTS)
+        if original is None:
+            raise StoreError(f"{where}: expected a checkpoint that records the run's config to "
+                             "fork from, got none")
+        write_text_atomic(self.path / CONFIG, original, where)
+        self._run_id = None
+        found = self.latest_checkpoint()
+        if found is None or self.run_id() != recorded:
+            raise StoreError(f"{where}: expected a checkpoint of run {recorded} to fork from, "
+                             "got none")
+        return edited, found
 
     # ---- reading
 
@@ -296,6 +362,24 @@ class RunStore:
         if self._db is None:
             raise StoreError(f"run {self.path}: expected an open store to read, got a closed one")
         return self._db
+
+
+def _config_diff(before: str, after: str) -> str:
+    """"optim.lr 0.1 -> 0.5, model.widths [64] -> [32]": the keys whose values differ."""
+    from sgdwalk.config import config_from_toml, to_dict
+
+    def flat(data: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in data.items():
+            if isinstance(value, dict) and value:
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    old, new = flat(to_dict(config_from_toml(before))), flat(to_dict(config_from_toml(after)))
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys) or "no value"
 
 
 def _holds_anything(path: Path, where: str) -> bool:
@@ -338,16 +422,40 @@ def _read_text(file: Path, where: str) -> str:
         raise StoreError(f"{where}: {file.name}: expected UTF-8 text, got {got}") from None
 
 
+# The fields sgdwalk writes into meta.json and the JSON types each must have; others may
+# be added by users and are kept as they are.
+_META_TYPES = {
+    **dict.fromkeys(("run_id", "name", "device", "status", "started", "ended", "study",
+                     "variant", "scale", "data_source"), (str,)),
+    **dict.fromkeys(("seed", "steps_done", "total_steps", "steps_per_epoch", "processes",
+                     "parameters", "diverged_step", "torch_threads"), (int,)),
+    **dict.fromkeys(("final", "last_finite", "sizes", "point"), (dict,)),
+    "layers": (list,),
+}
+
+
 def _read_meta(file: Path, where: str) -> dict:
     text = _read_text(file, where)
     try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as exc:
+        meta = json.loads(text, parse_constant=_no_constant)
+    except (json.JSONDecodeError, ValueError) as exc:
         got = f"invalid JSON ({exc})"
         raise StoreError(f"{where}: {file.name}: expected a JSON object, got {got}") from None
     if not isinstance(meta, dict):
         raise StoreError(f"{where}: {file.name}: expected a JSON object, got {type(meta).__name__}")
+    for key, types in _META_TYPES.items():
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            want = " or ".join({str: "a string", int: "an integer", dict: "an object",
+                                list: "a list"}[t] for t in types)
+            raise StoreError(f"{where}: {file.name}: {key}: expected {want} or null, got "
+                             f"{type(value).__name__} {json.dumps(value)[:40]}")
     return meta
+
+
+def _no_constant(name: str):
+    """json.loads accepts NaN and Infinity, which strict JSON (and sgdwalk) never writes."""
+    raise ValueError(f"the non-JSON constant {name}")
 
 
 def _meta_json(meta: dict, where: str) -> str:

@@ -18,6 +18,7 @@ exactly and rewrites any rows logged after the checkpoint with equal values.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,10 +27,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from sgdwalk.errors import SgdwalkWarning, StoreError
 from sgdwalk.train.batches import Batches, Chunks
 from sgdwalk.train.cadence import Cadence
 from sgdwalk.train.distributed import Parallel
 from sgdwalk.train.hooks import NoHooks, StepHooks
+from sgdwalk.train.resume_check import check_state
 from sgdwalk.train.signals import StopOnSignals
 from sgdwalk.train.transforms import Transform, chain
 
@@ -141,8 +144,21 @@ class Trainer:
 
     def _restore_or_start(self) -> None:
         found = self.store.latest_checkpoint()
+        threads = torch.get_num_threads()
+        run = f"run {getattr(self.store, 'path', '?')}"
         if found is not None:
-            self.load_state_dict(found[1])
+            step, state = found
+            where = f"{run}: checkpoint step-{step:08d}.pt"
+            check_state(state, model=self.model, optimizer=self.optimizer,
+                        n_train=len(self.batches.y), total_steps=self.cadence.total_steps,
+                        file_step=step, where=where)
+            self.load_state_dict(state, where)
+            if state["threads"] != threads:
+                saved = state["threads"]
+                warnings.warn(SgdwalkWarning(
+                    f"{run}: resumed on {threads} torch threads, checkpointed on {saved}: rows "
+                    f"from step {step} on may differ from an uninterrupted run by round-off "
+                    f"(set OMP_NUM_THREADS={saved} for exact resumption)"), stacklevel=2)
         else:  # theta_0: the transforms' state (GD + noise's std), its evaluation, step 0
             self.transform_state = self.transforms.init(self._params())
             once = self.transforms.record(self.transform_state)
@@ -150,6 +166,7 @@ class Trainer:
                 self.store.update_meta(**once)
                 self.store.log(-1, once)
             self.store.log(-1, {"epoch": 0, **self._evaluation()})
+            self.store.update_meta(torch_threads=threads)  # the count the run started on
             self._checkpoint()
         self.par.barrier()  # every rank has loaded before rank 0 writes a new checkpoint
         self.store.update_meta(status="running", steps_per_epoch=self.cadence.steps_per_epoch,
@@ -173,15 +190,33 @@ class Trainer:
         return {"step": self.step, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "data": self.batches.state_dict(),
                 "transforms": self.transform_state, "hooks": self.hooks.state_dict(),
-                "rng": rng}
+                "rng": rng, "last_finite": dict(self.last_finite),
+                "threads": torch.get_num_threads()}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, where: str = "checkpoint") -> None:
+        """Restore `state_dict()` (checked by `resume_check.check_state` first when it comes
+        from a file). Parts whose structure only their owner knows (the walk's probes, the
+        generator states) that fail to load are one StoreError line naming the part."""
         self.step = int(state["step"])
         self.model.load_state_dict(state["model"])
+        # hyper-parameters (lr, momentum, ...) come from the config, not the checkpoint: the
+        # same values on a resume, the edited ones in a fork
+        configured = [{k: v for k, v in g.items() if k != "params"}
+                      for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
-        self.batches.load_state_dict(state["data"])
+        for group, hyper in zip(self.optimizer.param_groups, configured, strict=True):
+            group.update(hyper)
         self.transform_state = state["transforms"]
-        self.hooks.load_state_dict(state["hooks"])
-        torch.set_rng_state(state["rng"]["torch"])
+        self.last_finite = dict(state["last_finite"])
+        for part, load in (("data", self.batches.load_state_dict),
+                           ("hooks", self.hooks.load_state_dict),
+                           ("rng", lambda rng: torch.set_rng_state(rng["torch"]))):
+            try:
+                load(state[part])
+            except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+                raise StoreError(f"{where}: {part}: expected the state this run saves, got one "
+                                 f"that does not load ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:120] if str(exc) else ''})"
+                                 ) from None
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
