@@ -18,6 +18,14 @@ by side in one process, interleaved and repeated (benchmarks/common.py), per pro
                 tensors. It runs on a copy of the model whose BN layers use batch
                 statistics without tracking, so that both compute the same H.
 
+A second table measures what the curvature-along-the-step probe could save by sharing the
+step's graph (the step's batch of 128, the module in train mode, as the step runs it):
+
+    step            forward and backward of the batch loss (a plain step's gradient)
+    step + probe    that, then the probe's own H u (`grad_and_hvp`: forward, create_graph
+                    backward, second backward), as the curvature probe runs now
+    shared          the step's backward with create_graph, then one backward for H u
+
 Ratios are per round, against pyhessian (target: kept <= 1.1). `build` is what `kept()`
 costs once per solve (forward and create_graph backward), in products. `graph MiB` is what
 the kept graph holds: the bytes of every tensor autograd saved while building it (distinct
@@ -36,6 +44,7 @@ import torch.nn.functional as F
 from common import Options, interleave, per_round, script, setting, show, table
 from sgdwalk.config import DataConfig, ModelConfig
 from sgdwalk.functional.flat import ParamLayout
+from sgdwalk.functional.hvp import grad_and_hvp
 from sgdwalk.probes.evaluator import LossEvaluator
 from sgdwalk.probes.walk import _chunks
 
@@ -122,16 +131,57 @@ def run_model(key: str, opts: Options, rounds: int):
     return row
 
 
+def step_graph(key: str, opts: Options, rounds: int):
+    """The curvature along the step with and without the step's own graph."""
+    label, data_cfg, model_cfg = MODELS[key]
+    s = setting(key if data_cfg is None else "mlp", model_cfg=model_cfg, data_cfg=data_cfg)
+    model = copy.deepcopy(s.model).train()
+    params = list(model.parameters())
+    x, y = s.data.train.x[:128], s.data.train.y[:128]
+    u = [torch.randn_like(p) for p in params]
+    layout = ParamLayout.of(model)
+    u_flat = torch.cat([t.reshape(-1) for t in u])
+
+    def step(create_graph=False):
+        loss = F.cross_entropy(model(x), y)
+        return torch.autograd.grad(loss, params, create_graph=create_graph)
+
+    def own():
+        step()
+        theta = torch.cat([p.detach().reshape(-1) for p in params])
+        views = layout.views
+
+        def f(flat):
+            return F.cross_entropy(torch.func.functional_call(model, views(flat), (x,)), y)
+
+        return grad_and_hvp(f, theta, u_flat)
+
+    def shared():
+        g = step(create_graph=True)
+        return torch.autograd.grad(g, params, grad_outputs=u)
+
+    t = interleave({"step": step, "step + probe": own, "shared": shared}, rounds, opts.now,
+                   warm=1)
+    return [label, f"{statistics.median(t['step']) * 1e3:.2f}",
+            show(per_round(t, "step + probe", "step")), show(per_round(t, "shared", "step")),
+            show(per_round(t, "shared", "step + probe"))]
+
+
 def run(opts: Options) -> None:
     keys = ["mlp"] if opts.quick else list(MODELS)
     rounds = 5 if opts.quick else 15
     rows = [run_model(k, opts, rounds) for k in keys]
+    steps = [step_graph(k, opts, rounds) for k in keys]
     print("\n## One Hessian-vector product in a solve: / PyHessian's (same model, same 512 "
           "examples)\n")
     print(table(["model", "params", "pyhessian ms", "redo", "kept", "kept 1x512",
                  "build (products)", "graph MiB kept / kept 1x512 / pyhessian",
                  "|kept - pyhessian| / |pyhessian|"], rows))
     print("\nMedian [IQR] of per-round ratios. Target: kept <= 1.10 x pyhessian.")
+    print("\n## The curvature along the step: its own graph, or the step's (batch 128)\n")
+    print(table(["model", "step ms", "step + probe / step", "shared / step",
+                 "shared / (step + probe)"], steps))
+    print("\nMedian [IQR] of per-round ratios.")
 
 
 def main(argv=None) -> None:
