@@ -7,7 +7,9 @@ round) and the table gives medians. `first progress` is the moment the progress 
 line ("default:   0%|") reaches stderr, after which the run is stopped; the floors beside it
 are the imports it cannot avoid: Python alone, `import torch`, and torch with
 `torch._dynamo`, which every `torch.optim` optimizer imports when it is built
-(`Optimizer.add_param_group` is wrapped by `torch._disable_dynamo`). Two clocks: elapsed
+(`Optimizer.add_param_group` is wrapped by `torch._disable_dynamo`). `import torch,
+sklearn.datasets` is what reading the digits through scikit-learn cost on top of torch (the
+digits are now read without it). Two clocks: elapsed
 (what a user waits, inflated by a busy neighbour on a shared machine) and the child's CPU
 time (user + system, from `wait4`; what an idle machine would take on one core).
 
@@ -33,6 +35,7 @@ COMMANDS = {
     "import torch": ["-c", "import torch"],
     "import torch, torch._dynamo": ["-c", "import torch, torch._dynamo"],
     "import sgdwalk.cli": ["-c", "import sgdwalk.cli"],
+    "import torch, sklearn.datasets": ["-c", "import torch, sklearn.datasets"],
 }
 TRAIN = ["-m", "sgdwalk.cli", "train", "default", "--set", "train.epochs=1"]
 MARK = b"default:"
