@@ -17,6 +17,7 @@ import time
 
 import economy_cost
 import hvp_cost
+import lanczos_starts
 import line_floor
 import original_baseline
 import preset_cost
@@ -37,6 +38,7 @@ BENCHMARKS = {
     "study": study_cost,  # 7. cheap / economy / line per study model, and their floors
     "transformer": transformer_cost,  # 8. economy, line and memory on a GPT with AdamW
     "hvp": hvp_cost,  # 9. one Hessian-vector product in a solve against PyHessian's
+    "starts": lanczos_starts,  # 5b. Lanczos products by start vector, and the rate bound
     "startup": startup,  # 10. time to the first progress line of `sgdwalk train default`
 }
 
