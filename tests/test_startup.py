@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-HEAVY = ("torch", "sklearn", "scipy", "matplotlib", "pandas")
+HEAVY = ("torch", "numpy", "sklearn", "scipy", "matplotlib", "pandas")
 
 
 def imported_after(code: str) -> list[str]:
