@@ -2,7 +2,7 @@
 
     python benchmarks/run.py                  # everything (about an hour on 2 CPU cores)
     python benchmarks/run.py --quick          # the CI smoke test: small models, few repeats
-    python benchmarks/run.py --only line economy study
+    python benchmarks/run.py --only line economy study hvp startup
     python benchmarks/run.py --threads 2 --clock wall
 
 Each benchmark is also a script of its own (benchmarks/<file>.py, same options). They
@@ -16,11 +16,14 @@ from __future__ import annotations
 import time
 
 import economy_cost
+import hvp_cost
+import lanczos_starts
 import line_floor
 import original_baseline
 import preset_cost
 import scaling
 import sharpness_solvers
+import startup
 import study_cost
 import transformer_cost
 from common import parser, start
@@ -34,6 +37,9 @@ BENCHMARKS = {
     "scaling": scaling,  # 6. memory and bytes vs run length; cost vs K, model, probe set
     "study": study_cost,  # 7. cheap / economy / line per study model, and their floors
     "transformer": transformer_cost,  # 8. economy, line and memory on a GPT with AdamW
+    "hvp": hvp_cost,  # 9. one Hessian-vector product in a solve against PyHessian's
+    "starts": lanczos_starts,  # 5b. Lanczos products by start vector, and the rate bound
+    "startup": startup,  # 10. time to the first progress line of `sgdwalk train default`
 }
 
 

@@ -5,8 +5,9 @@
 Along a real training run (SGD, lr 0.1, batch 128) the top Hessian eigenvalue of the
 probe-set loss (512 examples in chunks of 256, BN on batch statistics) is measured at
 several checkpoints, 100 steps apart (the default `walk.sharpness` schedule, every:100).
-Every solver uses the same matvec, `LossEvaluator.hessian(...) @ v` on the probe set (what
-the sharpness probe uses), and is one of ours (`functional.lanczos`,
+Every solver uses the same matvec, `LossEvaluator.hessian(...).kept() @ v` on the probe set
+(what the sharpness probe uses: one backward per product through the gradient's graph, built
+once per checkpoint and not counted in the times), and is one of ours (`functional.lanczos`,
 `functional.power_iteration`). The reference lambda_max is a long Lanczos run (float64
 basis, residual tolerance 1e-6). For each solver:
 
@@ -130,8 +131,10 @@ def run_model(key: str, checkpoints: int, power_max: int, cold_lanczos: bool, op
                 runner.step()
         theta = torch.cat([p.detach().reshape(-1) for p in runner.model.parameters()])
 
-        def matvec(v, theta=theta):
-            return ev.hessian(chunks, theta) @ v
+        op = ev.hessian(chunks, theta).kept()  # as the probe: one backward per product
+
+        def matvec(v, op=op):
+            return op @ v
 
         ref_res = lanczos(matvec, dim=dim, k=1, tol=1e-5, max_iter=200, generator=gen,
                           dtype=torch.float64)
@@ -180,6 +183,7 @@ def run_model(key: str, checkpoints: int, power_max: int, cold_lanczos: bool, op
                          per_step * stop)
             if name == "power warm":
                 prev_power = pi.eigenvector.clone()
+        op.close()
         step = c * 100
         for name, (m, secs, stop, err, _) in out.items():
             counts.setdefault(name, []).append((m, secs))

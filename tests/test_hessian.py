@@ -40,6 +40,10 @@ def test_least_squares_hessian_and_gradient_in_closed_form(chunk):
     torch.testing.assert_close(hv, exact_h @ v, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(H @ v, hv, rtol=0, atol=0)
     torch.testing.assert_close(g, exact_g, rtol=1e-12, atol=1e-14)
+    with H.kept() as op:
+        torch.testing.assert_close(op @ v, exact_h @ v, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(op @ (2 * v), exact_h @ (2 * v), rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(op.gradient, exact_g, rtol=1e-12, atol=1e-14)
     g_alone, value = H.gradient_and_loss()
     torch.testing.assert_close(g_alone, exact_g, rtol=1e-12, atol=1e-14)
     assert value == pytest.approx(float(0.5 * ((X @ w - y) ** 2).mean()), rel=1e-12)
@@ -72,6 +76,15 @@ def test_tanh_network_matches_autograds_full_hessian():
         got = H @ v
         assert torch.linalg.vector_norm(got - full @ v) <= 1e-10 * torch.linalg.vector_norm(
             full @ v)
+    with H.kept() as op:  # the chunks' graphs kept: one backward per product, same H
+        for seed in range(3):
+            v = torch.randn(theta.numel(), generator=torch.Generator().manual_seed(seed),
+                            dtype=torch.float64)
+            got = op @ v
+            assert torch.linalg.vector_norm(got - full @ v) <= 1e-10 * torch.linalg.vector_norm(
+                full @ v)
+        torch.testing.assert_close(op.gradient, H.gradient_and_loss()[0], rtol=1e-12,
+                                   atol=1e-14)
 
 
 def test_a_reduced_loss_is_refused():

@@ -11,7 +11,11 @@ chunk builds and frees its own graph (the memory of one chunk, not the whole dat
 
 The probes take their Hessian-vector products here and nowhere else (the curvature along
 the step, Lanczos sharpness); the product itself is the pure kernel
-`functional.hvp.grad_and_hvp` (double backward).
+`functional.hvp.grad_and_hvp` (double backward). An eigenvalue solve, which takes many
+products at one point, uses `kept()`: the gradient's graph over all chunks built once, then
+one backward per product (`functional.hvp.GradientGraph`), freed when the solve ends; it
+holds every chunk's graph at once (the memory of the whole data set's double-backward graph,
+not one chunk's).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from sgdwalk.functional.flat import ParamLayout
-from sgdwalk.functional.hvp import grad_and_hvp
+from sgdwalk.functional.hvp import GradientGraph, grad_and_hvp
 from sgdwalk.losses import Loss, per_example
 
 ModelFn = Callable[[Tensor, Tensor], Tensor]  # (theta (P,), x) -> output, differentiable
@@ -77,6 +81,14 @@ class Hessian:
     def __matmul__(self, v: Tensor) -> Tensor:
         """H v for a flat (P,) vector v."""
         return self.gradient_and_matvec(v)[1]
+
+    def kept(self) -> GradientGraph:
+        """H as an operator for many products at theta: `with H.kept() as op: op @ v`.
+
+        The forward and the first backward (create_graph) run once per chunk and their
+        graphs are kept, so each product after that is one backward (PyHessian's recipe);
+        the graphs of all chunks are held until the `with` block ends."""
+        return GradientGraph(self.chunk_losses(), self.theta)
 
     def gradient_and_loss(self) -> tuple[Tensor, float]:
         """(g, L(theta)): first derivatives only, one backward per chunk."""

@@ -10,6 +10,7 @@ from sklearn.datasets import load_digits
 
 from sgdwalk.config import DataConfig
 from sgdwalk.data import load_dataset
+from sgdwalk.data.digits import read_digits
 from sgdwalk.errors import ConfigError
 
 
@@ -30,6 +31,13 @@ def grey_levels(ds):
 
 def levels_of(ds, name):
     return grey_levels(ds)[name].round()
+
+
+def test_read_digits_is_sklearns_load_digits_exactly():
+    pixels, labels = read_digits()
+    sk = load_digits()
+    assert torch.equal(pixels, torch.from_numpy(sk.data))
+    assert torch.equal(labels, torch.from_numpy(sk.target).long())
 
 
 def test_sizes_shape_and_metadata(digits):

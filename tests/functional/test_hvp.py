@@ -8,7 +8,13 @@ import math
 import pytest
 import torch
 
-from sgdwalk.functional import directional_curvature, grad_and_hvp, hvp, predicted_floor
+from sgdwalk.functional import (
+    GradientGraph,
+    directional_curvature,
+    grad_and_hvp,
+    hvp,
+    predicted_floor,
+)
 
 # torch.func.jvp loads torch's own jit-scripted decompositions on first use
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script`:DeprecationWarning")
@@ -31,6 +37,35 @@ def test_hvp_matches_the_full_hessian_of_a_tanh_mlp(tiny_mlp, method):
         assert torch.allclose(g, g_exact, rtol=1e-12, atol=1e-14)
         assert not hv.requires_grad and not g.requires_grad
     assert not tiny_mlp.theta.requires_grad  # the point is left as it was
+
+
+def test_gradient_graph_products_match_the_full_hessian_of_a_tanh_mlp(tiny_mlp):
+    H = torch.autograd.functional.hessian(tiny_mlp.loss, tiny_mlp.theta)
+    # L split into two terms (as chunks are): 0.3 L + 0.7 L
+    terms = [lambda t: 0.3 * tiny_mlp.loss(t), lambda t: 0.7 * tiny_mlp.loss(t)]
+    gen = torch.Generator().manual_seed(0)
+    with GradientGraph(terms, tiny_mlp.theta) as op:
+        g_exact, _ = grad_and_hvp(tiny_mlp.loss, tiny_mlp.theta, tiny_mlp.theta)
+        assert torch.allclose(op.gradient, g_exact, rtol=1e-12, atol=1e-14)
+        for _ in range(4):  # every product after the first through the same kept graph
+            v = torch.randn(tiny_mlp.P, generator=gen, dtype=torch.float64)
+            hv = op @ v
+            exact = H @ v
+            assert torch.linalg.vector_norm(hv - exact) <= 1e-10 * torch.linalg.vector_norm(
+                exact)
+            assert not hv.requires_grad
+        assert op.n_matvec == 4
+    with pytest.raises(RuntimeError, match="closed"):
+        op @ v
+    assert not tiny_mlp.theta.requires_grad
+
+
+def test_gradient_graph_of_a_linear_loss_is_zero():
+    w = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
+    with GradientGraph([lambda t: (t * w).sum()], torch.zeros(3, dtype=torch.float64)) as op:
+        assert torch.equal(op.gradient, w)
+        assert torch.equal(op @ torch.ones(3, dtype=torch.float64), torch.zeros(3,
+                                                                               dtype=torch.float64))
 
 
 def test_both_methods_agree_and_accept_float32(tiny_mlp):

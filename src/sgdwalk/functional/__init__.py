@@ -21,7 +21,13 @@ from sgdwalk.functional.curve import (
     refine_floor,
 )
 from sgdwalk.functional.economy import ECONOMY_KEYS, cubic_floor, quadratic_floor
-from sgdwalk.functional.hvp import directional_curvature, grad_and_hvp, hvp, predicted_floor
+from sgdwalk.functional.hvp import (
+    GradientGraph,
+    directional_curvature,
+    grad_and_hvp,
+    hvp,
+    predicted_floor,
+)
 from sgdwalk.functional.lanczos import (
     LanczosResult,
     PowerIterationResult,
@@ -46,6 +52,7 @@ from sgdwalk.functional.vector import (
 __all__ = [
     "CURVE_KEYS",
     "ECONOMY_KEYS",
+    "GradientGraph",
     "LanczosResult",
     "PowerIterationResult",
     "cosine",

@@ -2,8 +2,10 @@
 mini-batch gradient lies in their eigenspace (claim C11).
 
 Lanczos with full reorthogonalisation (`functional.lanczos`) on H = grad^2 L_probe(theta_t),
-each matvec one Hessian-vector product accumulated chunk by chunk over the probe set (the
-memory of one chunk's graph). Warm-started from the previous eigenvectors, which are part of
+each matvec one backward through the probe-set gradient's graph, built once per measurement
+(forward and create_graph backward of every chunk) and freed after it (`Hessian.kept`: the
+memory of the whole probe set's double-backward graph while the solve runs).
+Warm-started from the previous eigenvectors, which are part of
 the probe's state (checkpointed); stopped when every relative residual
 ||H v - lambda v|| / |lambda| is below `tol`, or after `max_iter` matvecs. The Krylov basis
 is kept in the model's dtype and device.
@@ -89,17 +91,18 @@ class Sharpness(Probe):
 
         theta = ctx.theta
         hessian = ctx.evaluator.hessian(ctx.data(self.sources[0]), theta)
-        res = lanczos(
-            lambda v: hessian @ v,
-            dim=theta.numel(),
-            k=min(self.k, theta.numel()),
-            tol=self.tol,
-            max_iter=self.max_iter,
-            v0=self.vectors,
-            generator=ctx.generator,
-            dtype=theta.dtype,
-            device=theta.device,
-        )
+        with hessian.kept() as op:  # one backward per product; the graph freed after
+            res = lanczos(
+                lambda v: op @ v,
+                dim=theta.numel(),
+                k=min(self.k, theta.numel()),
+                tol=self.tol,
+                max_iter=self.max_iter,
+                v0=self.vectors,
+                generator=ctx.generator,
+                dtype=theta.dtype,
+                device=theta.device,
+            )
         self.vectors = res.eigenvectors.detach().clone()
         eigs = res.eigenvalues.double().cpu()
         g = ctx.grad.double()
