@@ -9,6 +9,7 @@ never pyplot, so no global state is touched and the Agg canvas is used everywher
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def new_figure(rows: int = 1, cols: int = 1, height: float = 4.0, **kw):
     """A Figure and its axes array (squeezed like pyplot.subplots). Constrained layout
     keeps every label and an `outside_legend` inside the figure."""
     fig = MplFigure(figsize=(WIDTH, height), dpi=DPI, layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=True, **kw)
+    axes = fig.subplots(rows, cols, **{"squeeze": True, **kw})
     return fig, axes
 
 
@@ -129,15 +130,23 @@ def condition_labels(runs) -> dict:
         cols += sorted(c for c in group.columns if "." in c and not c.startswith("walk.")
                        and c not in ("train.seed", "config.name", "optim.lr",
                                      "optim.batch_size", "optim.algorithm"))
-        differ = [c for c in cols if group[c].astype(str).nunique() > 1]
+        shown = group[cols].map(_shown)
+        differ = [c for c in cols if shown[c].nunique() > 1]
         for c in group.index:
             name = base[c]
             if len(group) > 1:
-                parts = [f"{group.loc[c, k]}" if k in ("study", "variant")
-                         else f"{k}={group.loc[c, k]}" for k in differ[:2]]
+                parts = [shown.loc[c, k] if k in ("study", "variant")
+                         else f"{k}={shown.loc[c, k]}" for k in differ[:2]]
                 name += f" ({', '.join(parts)})" if parts else f" (condition {c})"
             out[c] = name
     return out
+
+
+def _shown(value) -> str:
+    """A config value as the label shows it ("unset" for a missing one)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "unset"
+    return str(value)
 
 
 def outside_legend(fig: MplFigure, axes=None, ncols: int = 1, fontsize: float = 8, **kw):

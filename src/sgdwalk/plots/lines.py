@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.colors import PowerNorm
 
 from sgdwalk.analysis.frames import LINE_SOURCES, Tables
 from sgdwalk.plots.base import (
@@ -175,47 +176,51 @@ def line_heatmap(t: Tables, run_id: str | None = None):
     z = curves.to_numpy()
     z = z - np.nanmin(z, axis=1, keepdims=True)
     steps = curves.index.to_numpy()
-    fig, (ax, axa) = new_figure(2, 1, height=6.0, sharex=True,
-                                gridspec_kw={"height_ratios": [3, 1.2]})
+    rows = t.steps[t.steps["run_id"] == r].set_index("step").reindex(steps)
+    fa, al = f"line_{src}_floor_a", f"line_{src}_alpha"
+    has_alpha = al in rows.columns and np.isfinite(rows[al].to_numpy(float)).any()
+    if has_alpha:  # alpha in its own panel below; none stored: no empty panel
+        fig, (ax, axa) = new_figure(2, 1, height=6.0, sharex=True,
+                                    gridspec_kw={"height_ratios": [3, 1.2]})
+    else:
+        fig, ax = new_figure(1, 1, height=4.6)
+        axa = None
+    bottom = axa if has_alpha else ax
     edges_a = np.concatenate([[grid[0] - (grid[1] - grid[0]) / 2],
                               (grid[1:] + grid[:-1]) / 2,
                               [grid[-1] + (grid[-1] - grid[-2]) / 2]])
     pos = np.arange(len(steps))
+    # square-root colour scale: a few tall early curves would leave the rest black
     mesh = ax.pcolormesh(np.arange(len(steps) + 1) - 0.5, edges_a, z.T, cmap="magma",
-                         shading="flat", rasterized=True)
-    fig.colorbar(mesh, ax=ax, label="f_t(a) − min_a f_t (nats)")
+                         shading="flat", rasterized=True, norm=PowerNorm(0.5))
+    fig.colorbar(mesh, ax=ax, label="f_t(a) − min_a f_t (nats; square-root scale)")
     for a in (0, 1):
         ax.axhline(a, color="w", lw=0.6, ls=":")
     cuts = np.cumsum([len(w) for w in windows(steps)])[:-1]
     for c in cuts:  # where one dense window ends and the next begins
-        for a_ in (ax, axa):
+        for a_ in (ax, axa) if has_alpha else (ax,):
             a_.axvline(c - 0.5, color="0.6", lw=0.8)
-    rows = t.steps[t.steps["run_id"] == r].set_index("step").reindex(steps)
-    fa, al = f"line_{src}_floor_a", f"line_{src}_alpha"
     if fa in rows.columns:
         ax.plot(pos, rows[fa], ".", color="#56B4E9", ms=2.5, mew=0,
                 label="floor position a*_t (dots)")
-    if al in rows.columns and np.isfinite(rows[al].to_numpy(float)).any():
+    if has_alpha:
         axa.plot(pos, np.clip(rows[al], -1, 5), ".", color=PALETTE[2], ms=3, mew=0,
                  label="alpha = 1/a* − 1 (clipped to [−1, 5])")
-    else:
-        axa.text(0.5, 0.5, "no alpha stored (every floor censored or behind the start)",
-                 transform=axa.transAxes, ha="center", fontsize=8)
-    axa.axhline(0, color=REFERENCE, lw=0.6, label="alpha 0: landed on the floor")
-    axa.set_ylim(-1.2, 5.2)
-    axa.set_ylabel("Cockpit's alpha\n(1/a* − 1)")
+        axa.axhline(0, color=REFERENCE, lw=0.6, label="alpha 0: landed on the floor")
+        axa.set_ylim(-1.2, 5.2)
+        axa.set_ylabel("Cockpit's alpha\n(1/a* − 1)")
     spe = float(t.runs.loc[r, "steps_per_epoch"])
     ticks, labels = step_ticks(steps, spe)
-    axa.set_xticks(ticks, labels)
+    bottom.set_xticks(ticks, labels)
     several = len(cuts) > 0
-    axa.set_xlabel("step t" + (" and epoch (ticks: first step of a dense window; grey "
+    bottom.set_xlabel("step t" + (" and epoch (ticks: first step of a dense window; grey "
                                "lines: gaps between windows)" if several else ""))
     ax.set_ylabel("step fraction a (0: θ_t, 1: θ_{t+1})")
-    outside_legend(fig)
+    outside_legend(fig, markerscale=4)
     title = f"{title}: {t.runs.loc[r, 'label']}"
     caption = ("Each column is one step's line curve, coloured by its height above that "
                "step's own minimum; the light-blue dots are where the minimum lies (between "
                "the dotted lines at 0 and 1 means an interior valley floor), and the panel "
-               "below gives Cockpit's alpha of the same step, above 0 when the step "
-               "overshot the floor.")
+               "below (when any floor was measured inside the grid) gives Cockpit's alpha "
+               "of the same step, above 0 when the step overshot the floor.")
     return finish(name, fig, title, caption)
