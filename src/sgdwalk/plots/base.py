@@ -118,6 +118,14 @@ def condition_styles(runs) -> dict:
     return out
 
 
+def ordered(runs, conditions) -> list:
+    """`conditions` in reading order for a legend: by batch size (hue), then lr (style)."""
+    first = runs.groupby("condition").first()
+    return sorted(conditions, key=lambda c: (np.nan_to_num(first.loc[c, "batch_size"], nan=-1),
+                                             np.nan_to_num(first.loc[c, "lr"], nan=-1),
+                                             str(first.loc[c, "label"])))
+
+
 def condition_labels(runs) -> dict:
     """condition -> its label, saying what it is: the analysis label ("sgd lr=0.1 B=32")
     and, where several conditions share it, what tells them apart (their study, variant
@@ -140,6 +148,11 @@ def condition_labels(runs) -> dict:
                 name += f" ({', '.join(parts)})" if parts else f" (condition {c})"
             out[c] = name
     return out
+
+
+def run_label(t, run_id) -> str:
+    """The condition label (`condition_labels`) of one run of the Tables `t`."""
+    return condition_labels(t.runs)[t.runs.loc[run_id, "condition"]]
 
 
 def _shown(value) -> str:

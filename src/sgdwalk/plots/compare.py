@@ -7,7 +7,15 @@ from matplotlib.colors import TwoSlopeNorm
 
 from sgdwalk.analysis.claims_barrier import barrier_ks, eps_source
 from sgdwalk.analysis.frames import Tables, has_data, height_column
-from sgdwalk.plots.base import PALETTE, Skipped, finish, new_figure, outside_legend
+from sgdwalk.plots.base import (
+    PALETTE,
+    Skipped,
+    condition_labels,
+    finish,
+    new_figure,
+    outside_legend,
+    run_label,
+)
 from sgdwalk.plots.lines import step_ticks
 
 
@@ -52,7 +60,7 @@ def barrier_map(t: Tables, run_id: str | None = None):
     ticks, labels = step_ticks(steps, float(t.runs.loc[run_id, "steps_per_epoch"]))
     axes[1].set_xticks(ticks, labels)
     axes[1].set_xlabel("step t (and epoch; columns: steps with barrier values)")
-    title = f"{title}: {t.runs.loc[run_id, 'label']}"
+    title = f"{title}: {run_label(t, run_id)}"
     caption = ("Red cells are segments whose loss rises above both ends (a barrier), blue "
                "ones dip below them; dots mark barriers larger than the evaluation noise, "
                "so many dots on top and few below mean the floor has barriers that SGD's "
@@ -77,6 +85,7 @@ def algorithms(t: Tables):
         panels.append((hcol, "height above the floor (nats,\nrunning median of 9)"))
     fig, axes = new_figure(2, 2, height=6.5, sharex=True)
     axes = axes.ravel()
+    labels = condition_labels(t.runs)
     colors = {"sgd": PALETTE[0], "gd": PALETTE[1], "gd_noise": PALETTE[2]}
     for ax, (col, ylabel) in zip(axes, panels):
         for r in chosen:
@@ -86,7 +95,8 @@ def algorithms(t: Tables):
             if not len(rows):
                 continue
             x, y = rows["step"].to_numpy() + 1, rows[col]
-            style = dict(color=colors[runs.loc[r, "algorithm"]], label=runs.loc[r, "label"])
+            style = dict(color=colors[runs.loc[r, "algorithm"]],
+                         label=labels[runs.loc[r, "condition"]])
             if col == hcol:
                 y = y.rolling(9, center=True, min_periods=1).median()
             if col in ("train_loss", "test_acc"):

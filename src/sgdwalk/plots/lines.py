@@ -13,6 +13,7 @@ from sgdwalk.plots.base import (
     finish,
     new_figure,
     outside_legend,
+    run_label,
 )
 
 
@@ -60,7 +61,7 @@ def strip(t: Tables, run_id: str | None = None, epoch: int | None = None, width:
     window = _window(steps, epochs, e, width)
     if window is None:
         return Skipped(name, title, f"run {r} has no line curves in epoch {e} or later")
-    label = t.runs.loc[r, "label"]
+    label = run_label(t, r)
     e0, e1 = int(window[0] // spe + 1), int(window[-1] // spe + 1)
     when = f"epoch {e0}" if e0 == e1 else f"epochs {e0}-{e1}"
     title = f"{title}: {label}, {when}"
@@ -217,7 +218,7 @@ def line_heatmap(t: Tables, run_id: str | None = None):
                                "lines: gaps between windows)" if several else ""))
     ax.set_ylabel("step fraction a (0: θ_t, 1: θ_{t+1})")
     outside_legend(fig, markerscale=4)
-    title = f"{title}: {t.runs.loc[r, 'label']}"
+    title = f"{title}: {run_label(t, r)}"
     caption = ("Each column is one step's line curve, coloured by its height above that "
                "step's own minimum; the light-blue dots are where the minimum lies (between "
                "the dotted lines at 0 and 1 means an interior valley floor), and the panel "

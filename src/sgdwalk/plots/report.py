@@ -356,13 +356,16 @@ def _runs_table(summary: pd.DataFrame, t, names) -> str:
 
 
 def _configs(t, names) -> list[str]:
+    from sgdwalk.plots.base import condition_labels
+
     e = html.escape
+    labels = condition_labels(t.runs)
     out = []
     for run_id, r in t.runs.iterrows():
         text = t.config_text(run_id) or "\n".join(
             f"{k} = {r[k]!r}" for k in t.runs.columns if "." in k)
         out.append(f"<details id='config-{_anchor(run_id)}'><summary>{e(names[run_id])} "
-                   f"<code>{e(run_id)}</code> — {e(str(r['label']))} "
+                   f"<code>{e(run_id)}</code> — {e(labels[r['condition']])} "
                    f"({e(str(r['status']))})</summary><pre>{e(text)}</pre></details>")
     return out
 

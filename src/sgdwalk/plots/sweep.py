@@ -16,6 +16,7 @@ from sgdwalk.plots.base import (
     condition_styles,
     finish,
     new_figure,
+    ordered,
     outside_legend,
     text_color,
 )
@@ -98,7 +99,7 @@ def distance(t: Tables):
     by_step = condition_curves(t, runs, "dist_init", "step")
     styles, labels = condition_styles(runs), condition_labels(runs)
     fig, (a1, a2) = new_figure(1, 2, height=4.2, sharey=True)
-    for c in by_epoch:
+    for c in ordered(runs, by_epoch):
         style = dict(color=styles[c]["color"], ls=styles[c]["ls"], lw=1.3)
         a1.plot(*by_epoch[c], label=labels[c], **style)
         a2.plot(by_step[c][0] + 1, by_step[c][1], **style)
@@ -129,7 +130,8 @@ def sharpness(t: Tables):
                        "SGD runs (e.g. `sgdwalk sweep flatness`)")
     fig, (a1, a2) = new_figure(1, 2, height=4.6)
     styles, labels = condition_styles(runs), condition_labels(runs)
-    for c, (x, y) in curves.items():
+    for c in ordered(runs, curves):
+        x, y = curves[c]
         a1.plot(x, y, color=styles[c]["color"], ls=styles[c]["ls"], lw=1.3, label=labels[c])
     lrs = sorted(runs["lr"].dropna().unique())
     lr_style = {lr: styles[c]["ls"] for c, lr in runs.groupby("condition")["lr"].first().items()}
