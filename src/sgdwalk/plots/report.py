@@ -193,11 +193,11 @@ def _toc(claims, drawn, single) -> str:
     claim_items = "".join(f"<li><a href='#claim-{c.id}'>{c.id}</a> {_badge(c.verdict)}</li>"
                           for c in claims)
     fig_items = "".join(f"<li><a href='#fig-{e(f.name)}'>{e(f.title)}</a></li>" for f in drawn)
+    figures = "The run&#x27;s walk" if single else "Figures"
     return ("<nav id='toc'><strong>Contents</strong><ol>"
             "<li><a href='#summary'>Summary</a></li>"
             f"<li><a href='#claims-section'>Claims</a><ul class='inline'>{claim_items}</ul></li>"
-            f"<li><a href='#figures'>{'The run' + chr(39) + 's walk' if single else 'Figures'}"
-            f"</a><ul>{fig_items}</ul></li>"
+            f"<li><a href='#figures'>{figures}</a><ul>{fig_items}</ul></li>"
             "<li><a href='#runs-section'>Runs</a></li><li><a href='#configs'>Configs</a></li>"
             "<li><a href='#versions-section'>Versions</a></li></ol></nav>")
 
@@ -254,12 +254,8 @@ def _claim_detail(c, t, names, figure_names) -> str:
         out.append(f"<p><strong>Still needs:</strong> {e(c.needs)}</p>")
     for note in c.notes:
         out.append(f"<p class='note'>{e(note)}</p>")
-    figs = [f for f in CLAIM_FIGURES.get(c.id, ()) if any(
-        n == f or n.startswith(f + "_") for n in figure_names)]
-    links = []
-    for f in figs:
-        for n in sorted(n for n in figure_names if n == f or n.startswith(f + "_")):
-            links.append(f"<a href='#fig-{e(n)}'>{e(n)}</a>")
+    links = [f"<a href='#fig-{e(n)}'>{e(n)}</a>" for f in CLAIM_FIGURES.get(c.id, ())
+             for n in sorted(figure_names) if n == f or n.startswith(f + "_")]
     if links:
         out.append(f"<p><strong>Figures:</strong> {' · '.join(links)}</p>")
     if c.runs:
