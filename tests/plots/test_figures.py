@@ -288,3 +288,20 @@ def test_heat_map_ticks_label_window_starts_with_epochs_or_even_steps(tables):
     f = line_heatmap(sub, run_id="sgd-lr0.05-b32-s0")
     axa = f.fig.axes[1]
     assert [t.get_text() for t in axa.get_xticklabels()] == ["0\ne1", "20\ne2", "40\ne3"]
+
+
+def test_running_medians_never_bridge_the_gap_between_dense_windows():
+    """A series measured in two windows (steps 0-39 and 150-189) gets one running median
+    per window: no line is drawn across steps 40-149, where nothing was measured."""
+    from sgdwalk.plots.run import curvature
+
+    rng = np.random.default_rng(0)
+    kappa = np.full(200, np.nan)
+    kappa[0:40] = 1 + rng.random(40)
+    kappa[150:190] = 3 + rng.random(40)
+    t = Tables.from_frames(run_frame("w", {"curv_kappa": kappa}, steps_per_epoch=10))
+    f = curvature(t, "w")
+    medians = [np.asarray(ln.get_xdata(), float) for ln in f.fig.axes[0].lines
+               if ln.get_linestyle() == "-" and ln.get_marker() in ("None", None, "")]
+    assert [(x.min(), x.max()) for x in medians] == [(0, 39), (150, 189)]
+    assert all(np.all(np.diff(x) == 1) for x in medians)

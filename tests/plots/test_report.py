@@ -332,8 +332,8 @@ def test_each_claim_has_its_parts_rule_evidence_scope_and_links(noise_page):
     for p in c9.parts:
         assert f"<td>{html_escape(p.statistic)}</td><td><span class='verdict {p.verdict}'>" \
             in part
-    assert "Scope:</strong> decided by the runs of the studies meant for C9 here: noise" \
-        in part
+    assert f"Scope:</strong> decided by the runs of the studies meant for C9 here: noise " \
+           f"({len(c9.runs)} runs used)" in part
     assert "<a href='#fig-algorithms'>algorithms</a>" in part
     for r in c9.runs:  # each run that decided it links to its row, named by study/folder
         assert f"<a href='#run-{r}'>noise/" in part or f"<a href='#run-{r}'>" in part

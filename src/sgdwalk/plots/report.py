@@ -274,12 +274,13 @@ def _scope(c, t) -> str:
     studies = sorted(s for s, claims in t.study_claims.items() if c.id in claims)
     used = t.runs.loc[[r for r in c.runs if r in t.runs.index]]
     have = sorted({str(s) for s in used["study"].dropna()}) if len(used) else []
+    used_n = f"{len(c.runs)} run{'s' if len(c.runs) != 1 else ''} used"
     if studies:
         return (f"decided by the runs of the studies meant for {c.id} here: "
-                f"{', '.join(studies)} ({len(c.runs)} runs used)")
+                f"{', '.join(studies)} ({used_n})")
     if have:
-        return f"decided by runs of {', '.join(have)} ({len(c.runs)} runs used)"
-    return f"decided by the run(s) of this folder ({len(c.runs)} used; no study declared)"
+        return f"decided by runs of {', '.join(have)} ({used_n})"
+    return f"decided by the run(s) of this folder ({used_n}; no study declared)"
 
 
 def _figure(f) -> str:

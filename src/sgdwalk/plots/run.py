@@ -46,6 +46,13 @@ def _series(t: Tables, run_id: str, column: str) -> pd.Series:
     return s[np.isfinite(s.to_numpy())]
 
 
+def _stretches(s: pd.Series) -> list[pd.Series]:
+    """`s` (index step) cut where steps are missing: its runs of consecutive steps."""
+    cuts = np.nonzero(np.diff(s.index.to_numpy()) != 1)[0] + 1
+    bounds = [0, *cuts, len(s)]
+    return [s.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 def _panels(t: Tables, run_id: str, panels):
     """The panels with data: [(ylabel, [(column, label, style)])] keeping only columns
     with finite values that vary, and panels with at least one such column; a column that
@@ -83,9 +90,12 @@ def _draw(name, title, caption, t, run_id, panels, smooth=(), height_each=2.0, r
             s = _series(t, run_id, col)
             if col in smooth and len(s) > SMOOTH:
                 ax.plot(s.index, s, ".", ms=1.5, alpha=0.25, color=style.get("color"))
-                med = s.rolling(SMOOTH, center=True, min_periods=1).median()
-                ax.plot(med.index, med, label=f"{label} (running median of {SMOOTH})",
-                        lw=1.2, **style)
+                # one running median per stretch of consecutive steps (a dense window):
+                # never a line drawn across the steps in between
+                for i, part in enumerate(_stretches(s)):
+                    med = part.rolling(SMOOTH, center=True, min_periods=1).median()
+                    ax.plot(med.index, med, lw=1.2, **style,
+                            label=f"{label} (running median of {SMOOTH})" if i == 0 else None)
             else:
                 ax.plot(s.index, s, label=label, **{"lw": 1.2, **style})
         for y, label in (refs or {}).get(ylabel, []):
