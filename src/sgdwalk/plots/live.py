@@ -285,15 +285,15 @@ class LiveServer(ThreadingHTTPServer):
         KeyboardInterrupt; `ready(self)` is called once the server answers. Call it from
         the main thread (the CLI does).
 
-        Why not `serve_forever()` in the main thread: a SIGINT that the kernel hands to
-        another thread, or whose Python handler the interpreter never gets round to while
-        the renderer thread holds the GIL, was lost: `sgdwalk watch` then polled on for
-        good with the renderer idle (seen under load: main thread in `selector.select`,
-        no KeyboardInterrupt 15 s after the signal). Here SIGINT is blocked in every
-        thread of the server (renderer, HTTP loop, request threads inherit the mask) and
-        in the caller, and the caller takes it synchronously with `signal.sigwait`: no
-        asynchronous handler is involved, so the signal cannot be delivered elsewhere or
-        left pending."""
+        Why not `serve_forever()` in the main thread, with Ctrl-C as KeyboardInterrupt:
+        under load that SIGINT was sometimes never acted on (faulthandler, 15 s after the
+        signal: the main thread still polling in `serve_forever`, the renderer idle; 3
+        tries of one series, none of about 40 later; the path inside the interpreter was
+        not pinned down). Here no asynchronous handler is involved: SIGINT is blocked in
+        every thread of the server (renderer, HTTP loop, and the request threads, which
+        inherit the mask) and in the caller, which takes it with `signal.sigwait`, so it
+        can neither be delivered to another thread nor wait for the interpreter to run
+        its handler."""
         with _without_sigint():
             threading.Thread(target=self.serve_forever, name="sgdwalk-live-http",
                              daemon=True).start()
