@@ -327,7 +327,7 @@ def _cmd_watch(args) -> int:
     except KeyboardInterrupt:
         # the renderer thread may be inside pandas, pyarrow or matplotlib code: finalizing
         # the interpreter under it aborted ("terminate called without an active
-        # exception", exit -6) in 2 of 21 tries. watch writes nothing, so it leaves
+        # exception", exit -6) in 3 of 24 tries. watch writes nothing, so it leaves
         # without finalizing, its output flushed.
         print("sgdwalk: interrupted", file=sys.stderr, flush=True)
         sys.stdout.flush()
