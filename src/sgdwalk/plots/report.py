@@ -234,8 +234,9 @@ def _claim_detail(c, t, names, figure_names) -> str:
     e = html.escape
     out = [f"<section class='claim' id='claim-{c.id}'>",
            f"<h3>{c.id} {_badge(c.verdict)} {e(c.claim)}</h3>",
-           f"<p><strong>Test:</strong> {e(c.test)}</p>",
-           f"<p><strong>Evidence:</strong> {e(c.evidence)}</p>"]
+           f"<p><strong>Test:</strong> {e(c.test)}</p>"]
+    if c.verdict != MISSING:  # a missing claim's evidence is its scope's "needs"
+        out.append(f"<p><strong>Evidence:</strong> {e(c.evidence)}</p>")
     if c.parts:
         out.append(f"<p><strong>Rule:</strong> {e(c.rule)}.</p>")
         out.append("<table class='parts'><tr><th>part</th><th>verdict</th><th>value</th>"
