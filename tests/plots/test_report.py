@@ -74,7 +74,10 @@ def test_claims_command_on_a_sweep_prints_the_table_and_writes_json(sweep_dir, c
     assert out.splitlines()[0].startswith("claim verdict")
     assert "C12" in out and f"claims written to: {sweep_dir / 'c.json'}" in out
     data = json.loads((sweep_dir / "c.json").read_text())
-    assert {c["verdict"] for c in data["claims"]} == {"supported"}
+    paper = {f"C{i}" for i in range(1, 13)}
+    assert {c["verdict"] for c in data["claims"] if c["id"] in paper} == {"supported"}
+    # the field's claims (edge of stability, catapult) need full-batch GD studies
+    assert {c["verdict"] for c in data["claims"] if c["id"] not in paper} == {"missing"}
 
 
 def test_claims_and_report_commands_on_a_single_run(tmp_path, capsys):
@@ -315,12 +318,12 @@ def test_the_summary_is_generated_from_the_verdicts(noise_page):
     summary = re.search(r"<p id='summary-text'>(.*?)</p>", text, re.S).group(1)
     by = {v: [c.id for c in claims if c.verdict == v] for v in
           ("supported", "contradicted", "inconclusive", "missing")}
-    assert f"{len(by['supported'])} of 12 claims reproduced" in summary
+    assert f"{len(by['supported'])} of {len(claims)} claims reproduced" in summary
     assert f"{len(by['missing'])} not tested ({', '.join(by['missing'])})" in summary
     assert "scale cpu" in summary and "studies noise" in summary
     assert "`sgdwalk sweep trajectory`" in summary  # what would decide C1
     assert "CPU-scale runs" in summary
-    assert len(by["missing"]) == 11
+    assert len(by["missing"]) == len(claims) - 1
 
 
 def test_each_claim_has_its_parts_rule_evidence_scope_and_links(noise_page):

@@ -84,6 +84,10 @@ CLAIM_FIGURES = {
     "C3": ("height_vs_lr",), "C4": ("distance",), "C5": ("distance", "height_vs_lr"),
     "C6": ("barriers",), "C7": ("barriers",), "C8": ("sharpness",), "C9": ("algorithms",),
     "C10": ("strip", "barriers"), "C11": ("alignment",), "C12": ("strip", "line_heatmap"),
+    # the field's claims: the single-run figures of a GD run (no sweep figure yet)
+    "EOS1": ("curvature",), "EOS2": ("curvature",), "EOS3": ("training",),
+    "EOS4": ("floors", "curvature"), "CAT1": ("training",), "CAT2": ("curvature",),
+    "CAT3": ("training",),
 }
 # the sweep figures that also say something about a single run (the others compare runs
 # or are drawn by plots.run from the run's own series)
