@@ -331,7 +331,7 @@ def _cmd_watch(args) -> int:
         # without finalizing, its output flushed.
         print("sgdwalk: interrupted", file=sys.stderr, flush=True)
         sys.stdout.flush()
-        os._exit(130)
+        os._exit(EXIT_INTERRUPTED)
 
 
 def _cmd_export(args) -> int:
