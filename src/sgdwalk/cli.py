@@ -318,15 +318,20 @@ def _cmd_watch(args) -> int:
     from sgdwalk.plots.live import open_live_view
 
     server = open_live_view(args.dir, port=args.port, interval=args.interval)
-    try:
-        port = server.server_address[1]
-        if args.port and port != args.port:
-            print(f"sgdwalk: port {args.port} is busy; using {port}", file=sys.stderr)
-        print(f"watching {args.dir} at {server.url}", flush=True)
-        server.serve_forever()  # until Ctrl-C: main() turns it into exit status 130
-    finally:
-        server.close()
-    return 0
+    port = server.server_address[1]
+    if args.port and port != args.port:
+        print(f"sgdwalk: port {args.port} is busy; using {port}", file=sys.stderr)
+    try:  # until Ctrl-C, taken synchronously (see serve_until_interrupted)
+        server.serve_until_interrupted(
+            lambda s: print(f"watching {args.dir} at {s.url}", flush=True))
+    except KeyboardInterrupt:
+        # the renderer thread may be inside pandas, pyarrow or matplotlib code: finalizing
+        # the interpreter under it aborted ("terminate called without an active
+        # exception", exit -6) in 3 of 24 tries. watch writes nothing, so it leaves
+        # without finalizing, its output flushed.
+        print("sgdwalk: interrupted", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(EXIT_INTERRUPTED)
 
 
 def _cmd_export(args) -> int:
@@ -347,6 +352,7 @@ def _report(result) -> int:
     final = ", ".join(f"{k}={v:.4g}" for k, v in result.final.items() if isinstance(v, float))
     print(f"{result.status}: {result.steps} steps; {final}" if final else
           f"{result.status}: {result.steps} steps")
+    print(f"see it: sgdwalk report {result.run_dir}  (HTML page of what the run stored)")
     print(f"run directory: {result.run_dir}")
     if result.status == "stopped":
         print(f"resume with: sgdwalk resume {result.run_dir}")

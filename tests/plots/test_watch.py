@@ -83,8 +83,10 @@ def training(tmp_path_factory):
                               "walk.preset=cheap", "--set", "train.flush_every=5", "--out",
                               str(out), "--no-progress"), stdout=log, stderr=subprocess.STDOUT)
         procs.append(train)
+        # the run's own folder, not the hidden one it is made in before the rename
         run_dir = wait_for("the run folder", lambda: next(
-            (p.parent for p in out.glob("*/metrics.sqlite")), None), 240)
+            (p.parent for p in out.glob("*/metrics.sqlite")
+             if not p.parent.name.startswith(".")), None), 240)
         with open(logs / "watch.err", "w") as log:
             watch = start(cli("watch", str(run_dir), "--port", "0", "--interval", "0.5"),
                           stdout=subprocess.PIPE, stderr=log, text=True)

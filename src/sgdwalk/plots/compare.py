@@ -7,7 +7,16 @@ from matplotlib.colors import TwoSlopeNorm
 
 from sgdwalk.analysis.claims_barrier import barrier_ks, eps_source
 from sgdwalk.analysis.frames import Tables, has_data, height_column
-from sgdwalk.plots.base import Skipped, finish, new_figure
+from sgdwalk.plots.base import (
+    PALETTE,
+    Skipped,
+    condition_labels,
+    finish,
+    new_figure,
+    outside_legend,
+    run_label,
+)
+from sgdwalk.plots.lines import step_ticks
 
 
 def barrier_map(t: Tables, run_id: str | None = None):
@@ -46,12 +55,12 @@ def barrier_map(t: Tables, run_id: str | None = None):
             else "iterates: θ_{t−k} → θ_t"
         share = np.nanmean(np.where(np.isfinite(m), m > eps[None, :], np.nan))
         ax.set_title(f"{path}  (share above noise: {share:.2f})", fontsize=10)
-        ax.legend(loc="upper right", fontsize=8)
     fig.colorbar(im, ax=axes, label="max loss on the segment − larger end (nats)")
-    ticks = np.unique(np.linspace(0, len(steps) - 1, min(8, len(steps))).astype(int))
-    axes[1].set_xticks(ticks, [str(steps[i]) for i in ticks])
-    axes[1].set_xlabel("step t (columns: steps with barrier values)")
-    title = f"{title}: {t.runs.loc[run_id, 'label']}"
+    outside_legend(fig, axes)
+    ticks, labels = step_ticks(steps, float(t.runs.loc[run_id, "steps_per_epoch"]))
+    axes[1].set_xticks(ticks, labels)
+    axes[1].set_xlabel("step t (and epoch; columns: steps with barrier values)")
+    title = f"{title}: {run_label(t, run_id)}"
     caption = ("Red cells are segments whose loss rises above both ends (a barrier), blue "
                "ones dip below them; dots mark barriers larger than the evaluation noise, "
                "so many dots on top and few below mean the floor has barriers that SGD's "
@@ -76,7 +85,8 @@ def algorithms(t: Tables):
         panels.append((hcol, "height above the floor (nats,\nrunning median of 9)"))
     fig, axes = new_figure(2, 2, height=6.5, sharex=True)
     axes = axes.ravel()
-    colors = {"sgd": "C0", "gd": "C3", "gd_noise": "C2"}
+    labels = condition_labels(t.runs)
+    colors = {"sgd": PALETTE[0], "gd": PALETTE[1], "gd_noise": PALETTE[2]}
     for ax, (col, ylabel) in zip(axes, panels):
         for r in chosen:
             if col not in t.steps.columns:
@@ -85,7 +95,8 @@ def algorithms(t: Tables):
             if not len(rows):
                 continue
             x, y = rows["step"].to_numpy() + 1, rows[col]
-            style = dict(color=colors[runs.loc[r, "algorithm"]], label=runs.loc[r, "label"])
+            style = dict(color=colors[runs.loc[r, "algorithm"]],
+                         label=labels[runs.loc[r, "condition"]])
             if col == hcol:
                 y = y.rolling(9, center=True, min_periods=1).median()
             if col in ("train_loss", "test_acc"):
@@ -93,14 +104,15 @@ def algorithms(t: Tables):
             else:
                 ax.plot(x, y, lw=1.2, **style)
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=7)
     for ax in axes[2:]:
         ax.set_xlabel("updates (matched iterations; 0: initialisation)")
     for ax in axes[len(panels):]:
         ax.set_visible(False)
+    outside_legend(fig, axes[:len(panels)], fontsize=7)
     caption = ("One line per algorithm at the same learning rate (the SGD run whose batch size "
                "the GD + noise run matched), against the number of updates: if isotropic "
-               "noise of matched size reproduced SGD, the green and blue lines would overlap "
+               "noise of matched size reproduced SGD, the green (GD + noise) and blue (SGD) lines "
+               "would overlap "
                "in every panel (claim C9).")
     return finish(name, fig, title, caption)
 

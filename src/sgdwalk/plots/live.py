@@ -30,6 +30,7 @@ import html
 import json
 import math
 import re
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -268,7 +269,9 @@ class LiveServer(ThreadingHTTPServer):
         return f"http://{HOST}:{self.server_address[1]}/"
 
     def start(self) -> LiveServer:
-        self._renderer.start()
+        """Start the renderer thread, with SIGINT blocked in it (`_without_sigint`)."""
+        with _without_sigint():
+            self._renderer.start()
         return self
 
     def close(self) -> None:
@@ -276,6 +279,31 @@ class LiveServer(ThreadingHTTPServer):
         is a daemon and writes nothing)."""
         self._stop.set()
         self.server_close()
+
+    def serve_until_interrupted(self, ready=None) -> None:
+        """Serve on a daemon thread until SIGINT (Ctrl-C), then close and raise
+        KeyboardInterrupt; `ready(self)` is called once the server answers. Call it from
+        the main thread (the CLI does).
+
+        Why not `serve_forever()` in the main thread, with Ctrl-C as KeyboardInterrupt:
+        under load that SIGINT was sometimes never acted on (faulthandler, 15 s after the
+        signal: the main thread still polling in `serve_forever`, the renderer idle; 3
+        tries of one series, none of about 40 later; the path inside the interpreter was
+        not pinned down). Here no asynchronous handler is involved: SIGINT is blocked in
+        every thread of the server (renderer, HTTP loop, and the request threads, which
+        inherit the mask) and in the caller, which takes it with `signal.sigwait`, so it
+        can neither be delivered to another thread nor wait for the interpreter to run
+        its handler."""
+        with _without_sigint():
+            threading.Thread(target=self.serve_forever, name="sgdwalk-live-http",
+                             daemon=True).start()
+            try:
+                if ready is not None:
+                    ready(self)
+                signal.sigwait({signal.SIGINT})
+            finally:
+                self.close()
+        raise KeyboardInterrupt
 
     def process_request(self, request, client_address):
         self._slots.acquire()  # bounded: the next request waits until a thread ends
@@ -295,6 +323,20 @@ class LiveServer(ThreadingHTTPServer):
         while not self._stop.is_set():
             self.live.refresh()
             self._stop.wait(self.live.pause)
+
+
+class _without_sigint:
+    """Block SIGINT in the calling thread for the block's duration, so that threads
+    started inside it inherit the block (a new thread copies its creator's mask); the
+    caller's mask is restored on exit."""
+
+    def __enter__(self):
+        self._old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        return self
+
+    def __exit__(self, *exc):
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._old)
+        return False
 
 
 def open_live_view(root, port: int | None = None, interval: float | None = None) -> LiveServer:

@@ -7,7 +7,19 @@ import numpy as np
 import pandas as pd
 
 from sgdwalk.analysis.frames import Tables, height_column
-from sgdwalk.plots.base import LINESTYLES, Skipped, colors, finish, new_figure
+from sgdwalk.plots.base import (
+    LINESTYLES,
+    PALETTE,
+    REFERENCE,
+    Skipped,
+    condition_labels,
+    condition_styles,
+    finish,
+    new_figure,
+    ordered,
+    outside_legend,
+    text_color,
+)
 
 
 def _sgd(t: Tables) -> pd.DataFrame:
@@ -54,7 +66,7 @@ def height_vs_lr(t: Tables):
     fig, axes = new_figure(1, len(shown), height=4.2, sharey=True)
     axes = np.atleast_1d(axes)
     bs = sorted(per_run["batch_size"].unique())
-    cs = colors(len(bs))
+    cs = PALETTE[:len(bs)]  # the hue of each batch size, as in every figure
     for ax, e in zip(axes, shown):
         d = per_run[per_run["epoch"] == e]
         for b, c in zip(bs, cs):
@@ -66,7 +78,7 @@ def height_vs_lr(t: Tables):
         ax.set_xscale("log")
         ax.set_xlabel("learning rate (step on the mean loss)")
         ax.set_title(f"epoch {int(e)}", fontsize=10)
-        ax.legend(fontsize=8)
+    outside_legend(fig, axes[:1])
     axes[0].set_ylabel(f"median height f_t(0) − F_t (nats; {col})")
     caption = ("Each point is the median, over the steps of one epoch, of how far the "
                "iterate sits above its own valley floor, averaged over seeds (bars: seed "
@@ -85,28 +97,24 @@ def distance(t: Tables):
         return Skipped(name, title, "needs dist_init on SGD runs (walk.trajectory; preset "
                        "cheap)")
     by_step = condition_curves(t, runs, "dist_init", "step")
-    first = runs.groupby("condition").first()
-    b_of = first["batch_size"].fillna(0)  # 0: not recorded (a run from one's own loop)
-    lr_of = first["lr"].fillna(0)
-    bs, lrs = sorted(b_of.unique()), sorted(lr_of.unique())
-    cs = dict(zip(bs, colors(len(bs))))
+    styles, labels = condition_styles(runs), condition_labels(runs)
     fig, (a1, a2) = new_figure(1, 2, height=4.2, sharey=True)
-    for c in by_epoch:
-        style = dict(color=cs[b_of[c]], ls=LINESTYLES[lrs.index(lr_of[c]) % len(LINESTYLES)],
-                     lw=1.3)
-        a1.plot(*by_epoch[c], label=first.loc[c, "label"], **style)
+    for c in ordered(runs, by_epoch):
+        style = dict(color=styles[c]["color"], ls=styles[c]["ls"], lw=1.3)
+        a1.plot(*by_epoch[c], label=labels[c], **style)
         a2.plot(by_step[c][0] + 1, by_step[c][1], **style)
     a1.set_xlabel("epochs done")
     a2.set_xlabel("iterations (updates)")
     a2.set_xscale("log")
     a1.set_ylabel("‖θ_t − θ_0‖ (L2, parameter units)")
-    a1.legend(fontsize=7, ncol=2)
+    outside_legend(fig, [a1], fontsize=7)
     a1.set_title("at matched epochs", fontsize=10)
     a2.set_title("at matched iterations", fontsize=10)
     caption = ("Distance of the parameters from their initial values, averaged over seeds, "
                "against epochs (left, same data seen) and against updates (right, same "
-               "number of steps); colour is the batch size, so darker lines above lighter "
-               "ones at equal line style mean smaller batches explore further (claim C4).")
+               "number of steps); colour is the batch size and line style the learning rate, "
+               "so at one line style the lines of small batches above those of large ones "
+               "mean smaller batches explore further (claim C4).")
     return finish(name, fig, title, caption)
 
 
@@ -120,17 +128,19 @@ def sharpness(t: Tables):
     if not curves and not len(acc):
         return Skipped(name, title, "needs sharp_lambda_max (walk.sharpness) or test_acc on "
                        "SGD runs (e.g. `sgdwalk sweep flatness`)")
-    fig, (a1, a2) = new_figure(1, 2, height=4.4)
-    first = runs.groupby("condition").first()
-    cs = colors(len(curves), "tab10")
-    for (c, (x, y)), col in zip(curves.items(), cs):
-        a1.plot(x, y, color=col, lw=1.2, label=first.loc[c, "label"])
-    for i, lr in enumerate(sorted(first["lr"].dropna().unique())):
-        a1.axhline(2 / lr, color="0.3", ls=LINESTYLES[i % 4], lw=0.9, label=f"2 / lr, lr={lr:g}")
+    fig, (a1, a2) = new_figure(1, 2, height=4.6)
+    styles, labels = condition_styles(runs), condition_labels(runs)
+    for c in ordered(runs, curves):
+        x, y = curves[c]
+        a1.plot(x, y, color=styles[c]["color"], ls=styles[c]["ls"], lw=1.3, label=labels[c])
+    lrs = sorted(runs["lr"].dropna().unique())
+    lr_style = {lr: styles[c]["ls"] for c, lr in runs.groupby("condition")["lr"].first().items()}
+    for lr in lrs:
+        a1.axhline(2 / lr, color=REFERENCE, ls=lr_style.get(lr, LINESTYLES[0]), lw=0.8,
+                   alpha=0.7, label=f"2 / lr for lr={lr:g} (black)")
     a1.set_yscale("log")
     a1.set_xlabel("step t (updates)")
     a1.set_ylabel("top Hessian eigenvalue λ_max (nats per unit²)")
-    a1.legend(fontsize=7, ncol=2)
     if not curves:
         a1.text(0.5, 0.5, "no sharpness stored", transform=a1.transAxes, ha="center")
     if len(acc):
@@ -139,18 +149,20 @@ def sharpness(t: Tables):
         im = a2.imshow(grid.to_numpy(), cmap="viridis", aspect="auto", origin="lower")
         for (i, j), v in np.ndenumerate(grid.to_numpy()):
             if np.isfinite(v):
-                a2.text(j, i, f"{v:.3f}", ha="center", va="center", color="w", fontsize=8)
+                a2.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8,
+                        color=text_color(im.cmap(im.norm(v))))
         a2.set_xticks(range(grid.shape[1]), [str(int(b)) for b in grid.columns])
         a2.set_yticks(range(grid.shape[0]), [f"{lr:g}" for lr in grid.index])
-        fig.colorbar(im, ax=a2, label="final test accuracy (fraction)")
-        a2.plot([], [], "s", color="C0", label="cell: mean over seeds")
-        a2.legend(fontsize=7, loc="upper right")
+        fig.colorbar(im, ax=a2, label="final test accuracy (fraction; cell: mean over seeds)")
+    outside_legend(fig, [a1], fontsize=7)
     a2.set_xlabel("batch size B (examples)")
     a2.set_ylabel("learning rate")
     a2.set_title("final test accuracy", fontsize=10)
     caption = ("Left: the largest Hessian eigenvalue of the training loss along training "
-               "(mean over seeds), with 2/lr marked, above which plain GD on a quadratic "
-               "would be unstable; right: final test accuracy per learning rate and batch "
+               "(mean over seeds; colour: batch size, line style: learning rate), with 2/lr "
+               "in black in the line style of its learning rate, above which plain GD on a "
+               "quadratic would be unstable; right: final test accuracy per learning rate and "
+               "batch "
                "size, so flatter runs (lower curves) can be read against better accuracy "
                "(claim C8).")
     return finish(name, fig, title, caption)
@@ -171,19 +183,20 @@ def alignment(t: Tables):
     fig, ax = new_figure(1, 1, height=4.2)
     ax2 = ax.twinx()
     lrs = sorted(d["lr"].unique())
-    cs = colors(len(lrs), "tab10")
     handles = []
     if len(dist):
         e = int(np.floor(dist.groupby("run_id")["epochs_done"].max().min()))
         at = dist[dist["epochs_done"] <= max(e, 1e-9)].sort_values("step") \
             .groupby("run_id")["dist_init"].last()
         d = d.assign(dist=at.reindex(d.index))
-    for lr, c in zip(lrs, cs):
+    for i, lr in enumerate(lrs):
         g = d[d["lr"] == lr].groupby("batch_size")
-        handles += ax.plot(g["align"].mean(), "o-", color=c, label=f"alignment, lr={lr:g}")
+        c, ls = PALETTE[i % len(PALETTE)], LINESTYLES[i % len(LINESTYLES)]
+        handles += ax.plot(g["align"].mean(), "o", ls=ls, color=c,
+                           label=f"alignment, lr={lr:g}")
         if "dist" in d.columns:
-            handles += ax2.plot(g["dist"].mean(), "s--", color=c, alpha=0.6,
-                                label=f"distance, lr={lr:g}")
+            handles += ax2.plot(g["dist"].mean(), "s", ls=ls, color=c, alpha=0.55,
+                                mfc="none", label=f"distance (right axis), lr={lr:g}")
     ax.set_xscale("log", base=2)
     bs = sorted(d["batch_size"].dropna().unique())
     ax.set_xticks(bs, [str(int(b)) for b in bs])
@@ -191,9 +204,10 @@ def alignment(t: Tables):
     ax.set_xlabel("batch size B (examples)")
     ax.set_ylabel("median ‖P_k g‖² / ‖g‖² (fraction)")
     ax2.set_ylabel("‖θ − θ_0‖ at the last common epoch (L2)")
-    ax.legend(handles=handles, fontsize=7, ncol=2, loc="best")
-    caption = ("Solid lines: the median share of the mini-batch gradient lying in the top "
-               "Hessian eigenspace, per batch size; dashed (right axis): distance from "
-               "initialisation at a common epoch; alignment rising while distance falls "
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7)
+    caption = ("Filled circles: the median share of the mini-batch gradient lying in the "
+               "top Hessian eigenspace, per batch size; open squares (right axis): distance "
+               "from initialisation at a common epoch; one colour and line style per "
+               "learning rate; alignment rising while distance falls "
                "with B is claim C11.")
     return finish(name, fig, title, caption)
