@@ -31,7 +31,7 @@ DEFAULT_OUT = "runs/reproduce"
 # runs are short ones
 STUDIES = ("trajectory", "flatness", "noise", "barriers", "alignment", "lr-batch")
 # shipped studies beyond the paper's claims, trained only when named (`--studies`, `sweep`)
-EXTENSIONS = ("edge-of-stability", "catapult")
+EXTENSIONS = ("edge-of-stability", "catapult", "river-valley")
 CLAIMS_FILE = "claims.json"
 REPORT_FILE = "report.html"
 
