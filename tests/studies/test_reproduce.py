@@ -142,4 +142,5 @@ def test_bad_input_is_one_line_and_status_2(args, message, tmp_path, capsys):
 def test_parse_studies():
     assert parse_studies(None) == list(STUDIES)  # the extensions only when named
     assert parse_studies("catapult,edge-of-stability") == ["catapult", "edge-of-stability"]
+    assert parse_studies("river-valley") == ["river-valley"]
     assert parse_studies(" noise , trajectory") == ["noise", "trajectory"]
