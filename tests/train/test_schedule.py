@@ -1,6 +1,7 @@
 """lr schedules against their closed forms at the boundaries (end of warmup, start and end
 of decay, milestones), their config checks, and a scheduled run whose stored lr is the
-applied one and which resumes exactly."""
+applied one and which resumes exactly; AdamW's decoupled weight decay and SGD's momentum
+by their exact steps."""
 
 from __future__ import annotations
 
@@ -112,3 +113,26 @@ def test_the_stored_lr_is_the_applied_scheduled_lr_and_a_killed_run_resumes_exac
     assert done.status == "completed"
     again = read_run(done.run_dir).sort_index()
     assert again[["loss", "lr", "update_norm"]].equals(table[["loss", "lr", "update_norm"]])
+
+
+def test_adamw_decays_weights_decoupled_and_sgd_momentum_accumulates():
+    """Exact one- and two-step answers of the optimizers the config names."""
+    import torch
+
+    from sgdwalk.train.optim import make_optimizer
+
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    opt = make_optimizer(OptimConfig(optimizer="AdamW", lr=0.1, weight_decay=0.5), [p])
+    p.grad = torch.zeros(2, dtype=torch.float64)  # no gradient: Adam's step is 0 / (0 + eps)
+    opt.step()
+    # decoupled: p <- p (1 - lr wd), whatever the gradient's scale (not L2 through Adam)
+    torch.testing.assert_close(p.detach(), torch.tensor([0.95, -1.9], dtype=torch.float64),
+                               rtol=0, atol=1e-15)
+
+    q = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    opt = make_optimizer(OptimConfig(optimizer="SGD", lr=0.1, momentum=0.9), [q])
+    for _ in range(2):
+        q.grad = torch.ones(1, dtype=torch.float64)
+        opt.step()
+    # v1 = g, v2 = 0.9 g + g: q = -0.1 (1 + 1.9)
+    assert float(q.detach()) == pytest.approx(-0.29, abs=1e-15)
