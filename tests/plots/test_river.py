@@ -40,6 +40,16 @@ def test_one_column_per_schedule_with_loss_floor_and_height():
     assert len(axes[0, 0].lines) == 2 and axes[0, 0].get_legend() is not None
 
 
+def test_a_long_stretch_of_censored_floors_breaks_the_line():
+    r = run("wsd-0.01", "wsd", 0.01)
+    r.loc[r["step"].between(40, 99), "econ_floor_a"] = 1.25  # 60 steps beyond the bracket
+    fig = river_valley(Tables.from_frames(r))
+    loss_line = fig.fig.axes[1].lines[0]
+    x, y = np.asarray(loss_line.get_xdata()), np.asarray(loss_line.get_ydata())
+    assert not ((x >= 40) & (x <= 99)).any()
+    assert np.isnan(y[x == 101]).all() and np.isfinite(y[x != 101]).all()
+
+
 def test_without_the_economy_it_says_what_it_needs():
     frame = run_frame("r", {"loss": np.ones(10)}, steps_per_epoch=10)
     got = river_valley(Tables.from_frames(frame))

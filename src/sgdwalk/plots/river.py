@@ -15,7 +15,8 @@ SMOOTH = 25  # steps in the rolling mean of the per-step economy values
 def river_valley(t: Tables):
     """One column per optim.schedule, rows: the applied lr; the loss (solid) and the
     economy floor loss (dashed); the economy height. One colour per peak lr; loss, floor
-    and height are rolling means over SMOOTH steps of the steps with measured floors."""
+    and height are rolling means over SMOOTH steps of the steps with measured floors, the
+    line broken where more than SMOOTH steps in a row had none."""
     name, title = "river_valley", "Loss = floor + height under each lr schedule"
     runs = t.runs
     if not len(runs) or not all(c in t.steps.columns for c in ("lr", *ECON)):
@@ -36,6 +37,8 @@ def river_valley(t: Tables):
             axes[0, j].plot(lr["step"], lr["lr"], color=c, label=label)
             rows = measured_econ(t, r)
             smooth = rows[list(ECON)].rolling(SMOOTH, min_periods=1).mean()
+            # a break in the line after more than SMOOTH steps without a measured floor
+            smooth[rows["step"].diff().to_numpy() > SMOOTH] = np.nan
             floor, height = smooth["econ_floor_loss"], smooth["econ_height"]
             axes[1, j].plot(rows["step"], floor + height, color=c)
             axes[1, j].plot(rows["step"], floor, color=c, linestyle="--")
