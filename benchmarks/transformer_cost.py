@@ -35,7 +35,8 @@ import torch
 from common import Options, interleave, per_round, script, setting, show, table
 from common import Runner as MLPRunner
 from sgdwalk.config import WalkConfig
-from sgdwalk.models import GPT, sequence_cross_entropy
+from sgdwalk.losses import sequence_cross_entropy
+from sgdwalk.models import GPT
 from sgdwalk.probes.base import Probe
 from sgdwalk.probes.line import Line
 from sgdwalk.probes.presets import build_probes

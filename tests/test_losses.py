@@ -1,12 +1,12 @@
-"""The per-example loss contract: cross_entropy and mse against torch's own losses
-(float64, 1e-13), and a reduced loss refused in one line that says how to fix it."""
+"""The per-example loss contract: cross_entropy, mse and sequence_cross_entropy against
+torch's own losses, and a reduced loss refused in one line that says how to fix it."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from sgdwalk.errors import ConfigError
-from sgdwalk.losses import cross_entropy, mse, per_example
+from sgdwalk.losses import cross_entropy, mse, per_example, sequence_cross_entropy
 
 
 def _data(n=500, classes=7, seed=0):
@@ -56,3 +56,26 @@ def test_reduced_or_misshapen_losses_are_one_line_errors():
     with pytest.raises(ConfigError, match=r"^mse: expected targets with the output's \(12, 3\) "):
         mse(z, t[:, :2])
     torch.testing.assert_close(per_example(mse, z, t), mse(z, t), rtol=0, atol=0)
+
+
+def test_sequence_cross_entropy_is_the_mean_token_loss_of_each_sequence():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 7, generator=gen, dtype=torch.float64)
+    targets = torch.randint(0, 7, (3, 5), generator=gen)
+    got = sequence_cross_entropy(logits, targets)
+    by_hand = torch.stack([
+        torch.stack([torch.logsumexp(logits[n, t], 0) - logits[n, t, targets[n, t]]
+                     for t in range(5)]).mean()
+        for n in range(3)
+    ])
+    assert got.shape == (3,)
+    torch.testing.assert_close(got, by_hand, rtol=1e-14, atol=0)
+    torch.testing.assert_close(
+        got, torch.stack([F.cross_entropy(logits[n], targets[n]) for n in range(3)]),
+        rtol=1e-14, atol=0,
+    )
+    torch.testing.assert_close(got.mean(), F.cross_entropy(logits.reshape(15, 7),
+                                                           targets.reshape(15)))
+    with pytest.raises(ConfigError, match=r"expected logits \(N, T, V\) and targets \(N, T\), "
+                                         r"got \(3, 5, 7\) and \(3, 4\)"):
+        sequence_cross_entropy(logits, targets[:, :4])

@@ -138,7 +138,7 @@ def _add_training_commands(sub) -> None:
 
 def _add_result_commands(sub) -> None:
     """claims, report, watch, export: what the runs stored."""
-    p = sub.add_parser("claims", help="decide claims C1-C12 from a run or a sweep",
+    p = sub.add_parser("claims", help="decide claims C1-C12 (and RV1-RV3) from a run or a sweep",
                        description="Decide each claim of the study whose inputs exist in "
                        "DIR (a run or a folder of runs): statistic, effect size, uncertainty, "
                        "verdict, and the runs and steps used. Prints a table; writes JSON.")

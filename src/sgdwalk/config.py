@@ -125,9 +125,37 @@ class OptimConfig:
     # theta_0 (Lanczos on the whole training split before the first step; lr and lambda_0
     # recorded in meta.json); optim.lr is then not used. None: optim.lr is the step size
     lr_over_lambda0: float | None = None
+    # lr schedule, an exact function of the step (train/schedule.py): constant | step |
+    # cosine | wsd (warmup, stable, decay); the lr above is its peak
+    schedule: str = "constant"
+    warmup_steps: int = 0  # linear warmup to the peak over these first updates
+    warmup_fraction: float = 0.0  # or over this fraction of the run's updates (not both)
+    lr_end_fraction: float = 0.0  # cosine and wsd: the lr they reach at the end, / peak
+    step_milestones: tuple[float, ...] = (0.5, 0.75)  # step: fractions of the run's updates
+    step_gamma: float = 0.1  # step: the lr is multiplied by this at each milestone
+    decay_fraction: float = 0.2  # wsd: the last fraction of the run's updates decays
+    decay_shape: str = "linear"  # wsd: linear | cosine | sqrt (1 - sqrt of the progress)
 
     def __post_init__(self):
         _check_choice(self, "algorithm", ("sgd", "gd", "gd_noise"))
+        _check_choice(self, "schedule", ("constant", "step", "cosine", "wsd"))
+        _check_choice(self, "decay_shape", ("linear", "cosine", "sqrt"))
+        if self.warmup_steps < 0:
+            raise ConfigError(f"optim.warmup_steps: expected an integer >= 0, "
+                              f"got {self.warmup_steps}")
+        for name in ("warmup_fraction", "lr_end_fraction", "decay_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"optim.{name}: expected a number in [0, 1], "
+                                  f"got {getattr(self, name)}")
+        if self.warmup_steps and self.warmup_fraction:
+            raise ConfigError(f"optim.warmup_fraction: expected 0 when optim.warmup_steps is "
+                              f"set ({self.warmup_steps}), got {self.warmup_fraction}")
+        if any(not 0 < m < 1 for m in self.step_milestones):
+            raise ConfigError(f"optim.step_milestones: expected fractions in (0, 1), "
+                              f"got {list(self.step_milestones)}")
+        if not 0 < self.step_gamma <= 1:
+            raise ConfigError(f"optim.step_gamma: expected a number in (0, 1], "
+                              f"got {self.step_gamma}")
         _check_choice(self, "noise", ("matched", "original"))
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"optim.lr: expected a finite number > 0, got {self.lr}")
@@ -161,7 +189,8 @@ class TrainConfig:
     eval_every_steps: int | None = None  # steps between evaluations; None: eval_every decides
     eval_train: bool = True  # also evaluate the whole training split (eval mode, no aug)
     # the training loss, also the walk's: cross_entropy | mse (squared error to the one-hot
-    # targets, mean over classes: the setting of the edge-of-stability literature)
+    # targets, mean over classes: the setting of the edge-of-stability literature) |
+    # sequence_cross_entropy (language models: per sequence, the mean next-token loss)
     loss: str = "cross_entropy"
     flush_every: int = 50  # steps between commits of buffered metric rows
     progress: bool = True  # progress bar on stderr
@@ -169,7 +198,7 @@ class TrainConfig:
     def __post_init__(self):
         _check_positive(self, "epochs", "keep_checkpoints", "eval_every", "flush_every")
         _check_positive_or_none(self, "max_steps", "eval_every_steps")
-        _check_choice(self, "loss", ("cross_entropy", "mse"))
+        _check_choice(self, "loss", ("cross_entropy", "mse", "sequence_cross_entropy"))
         if self.checkpoint_every < 0:
             raise ConfigError(
                 f"train.checkpoint_every: expected >= 0, got {self.checkpoint_every}"

@@ -40,6 +40,7 @@ from sgdwalk.train.evaluate import evaluate_splits
 from sgdwalk.train.loop import Trainer
 from sgdwalk.train.noise import isotropic_noise_std
 from sgdwalk.train.optim import make_optimizer
+from sgdwalk.train.schedule import make_schedule
 from sgdwalk.train.transforms import gradient_transforms
 
 
@@ -191,6 +192,7 @@ def build_trainer(cfg: RunConfig) -> Trainer:
         cfg = replace(cfg, optim=replace(cfg.optim, lr=cfg.optim.lr_over_lambda0 / lambda0))
         step_size = {"lambda0": lambda0, "lr": cfg.optim.lr}
     optimizer = make_optimizer(cfg.optim, model.parameters())
+    schedule = make_schedule(cfg.optim, total_steps)  # its peak: the lr just set
     walk = _build_walk(cfg, model, data, device, steps_per_epoch, per_example)
     n_chunks = math.ceil(len(y) / cfg.optim.gd_chunk) if batches.full_batch else 1
     transforms = gradient_transforms(cfg.optim, n_chunks,
@@ -206,7 +208,8 @@ def build_trainer(cfg: RunConfig) -> Trainer:
     cadence = Cadence.of(cfg.train, steps_per_epoch, total_steps, batches.full_batch)
     return Trainer(model, optimizer, batches, cadence, transforms=transforms, hooks=walk,
                    evaluate=partial(evaluate_splits, model, splits, device, loss_sum=loss_sum),
-                   loss_fn=loss_fn,
+                   loss_fn=loss_fn, lr_at=None if schedule.is_constant else partial(
+                       _scheduled_lr, cfg.optim.lr, schedule),
                    par=par, keep_checkpoints=cfg.train.keep_checkpoints, name=cfg.name,
                    progress=cfg.train.progress, facts=facts)
 
@@ -228,13 +231,18 @@ def sharpness_at_init(model: torch.nn.Module, per_example, x: torch.Tensor, y: t
     return float(res.eigenvalues[0])
 
 
+def _scheduled_lr(peak: float, schedule, t: int) -> float:
+    return peak * schedule.factor(t)
+
+
 def _losses(name: str):
     """(per-example loss for the walk, batch-mean loss for training and GD + noise's std,
     chunk-sum loss for evaluation) of `train.loss`. Cross-entropy keeps torch's fused
     reductions, so its runs are bit for bit those of earlier versions."""
-    if name == "mse":
-        return (losses.mse, lambda out, y: losses.mse(out, y).mean(),
-                lambda out, y: losses.mse(out, y).sum())
+    if name in ("mse", "sequence_cross_entropy"):
+        per_example = getattr(losses, name)
+        return (per_example, lambda out, y: per_example(out, y).mean(),
+                lambda out, y: per_example(out, y).sum())
     return losses.cross_entropy, F.cross_entropy, None
 
 

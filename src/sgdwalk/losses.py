@@ -11,6 +11,7 @@ use with a one-line error that says how to fix it.
     cross_entropy   l_j = logsumexp(z_j) - z_{j, y_j}               class labels
     mse             l_j = (1/D) sum_d (z_jd - t_jd)^2                 real targets, or class
                                                                     labels as one-hot rows
+    sequence_cross_entropy  l_j = (1/T) sum_t CE(z_jt, y_jt)        next-token targets (N, T)
 """
 
 from __future__ import annotations
@@ -51,6 +52,23 @@ def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
                           f"entries, got shape {tuple(target.shape)}")
     diff = output.reshape(len(output), -1) - target.reshape(len(output), -1)
     return diff.square().mean(dim=1)
+
+
+def sequence_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-sequence loss: the mean over positions of the token cross-entropy.
+
+    loss_n = (1/T) sum_t [logsumexp_v logits[n, t, v] - logits[n, t, targets[n, t]]]
+
+    Args: logits (N, T, V) float; targets (N, T) int64 in [0, V).
+    Returns: (N,), one value per sequence (the per-example loss contract).
+    """
+    if logits.ndim != 3 or targets.shape != logits.shape[:2]:
+        raise ConfigError(f"sequence_cross_entropy: expected logits (N, T, V) and targets "
+                          f"(N, T), got {tuple(logits.shape)} and {tuple(targets.shape)}")
+    n, t, v = logits.shape
+    per_token = F.cross_entropy(logits.reshape(n * t, v), targets.reshape(n * t),
+                                reduction="none")
+    return per_token.view(n, t).mean(dim=1)
 
 
 ROW_WISE = frozenset({cross_entropy, mse})  # each row's loss depends on that row alone

@@ -289,7 +289,7 @@ def bare_table():
 def test_claims_without_inputs_are_missing_and_say_what_they_need():
     claims = decide_claims(bare_table(), n_boot=10)
     assert [c.id for c in claims] == [f"C{i}" for i in range(1, 13)] + [
-        "EOS1", "EOS2", "EOS3", "EOS4", "CAT1", "CAT2", "CAT3"]
+        "EOS1", "EOS2", "EOS3", "EOS4", "CAT1", "CAT2", "CAT3", "RV1", "RV2", "RV3"]
     for c in claims:
         assert c.verdict == MISSING and c.needs and not c.parts
     needs = {c.id: c.needs for c in claims}

@@ -1,23 +1,17 @@
 """The GPT: its size, init and causality, fused and math attention agreeing, an exact
-Hessian-vector product through the math path, the per-sequence loss, and its config checks."""
+Hessian-vector product through the math path, and its config checks."""
 
 import contextlib
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call, grad, jvp
 
 from sgdwalk.config import ModelConfig, load_config
 from sgdwalk.errors import ConfigError
-from sgdwalk.models import (
-    GPT,
-    build_model,
-    count_parameters,
-    math_attention,
-    sequence_cross_entropy,
-)
+from sgdwalk.losses import sequence_cross_entropy
+from sgdwalk.models import GPT, build_model, count_parameters, math_attention
 from sgdwalk.models.gpt import CausalSelfAttention
 
 # torch.func.jvp loads torch's own jit-scripted decompositions on first use
@@ -173,29 +167,6 @@ def test_dropout_acts_in_train_mode_only():
     assert torch.equal(plain(ids), want)  # p = 0: no noise at all
     with math_attention(plain):
         torch.testing.assert_close(plain(ids), want, rtol=0, atol=1e-6)
-
-
-def test_sequence_cross_entropy_is_the_mean_token_loss_of_each_sequence():
-    gen = torch.Generator().manual_seed(0)
-    logits = torch.randn(3, 5, 7, generator=gen, dtype=torch.float64)
-    targets = torch.randint(0, 7, (3, 5), generator=gen)
-    got = sequence_cross_entropy(logits, targets)
-    by_hand = torch.stack([
-        torch.stack([torch.logsumexp(logits[n, t], 0) - logits[n, t, targets[n, t]]
-                     for t in range(5)]).mean()
-        for n in range(3)
-    ])
-    assert got.shape == (3,)
-    torch.testing.assert_close(got, by_hand, rtol=1e-14, atol=0)
-    torch.testing.assert_close(
-        got, torch.stack([F.cross_entropy(logits[n], targets[n]) for n in range(3)]),
-        rtol=1e-14, atol=0,
-    )
-    torch.testing.assert_close(got.mean(), F.cross_entropy(logits.reshape(15, 7),
-                                                           targets.reshape(15)))
-    with pytest.raises(ValueError, match=r"expected logits \(N, T, V\) and targets \(N, T\), "
-                                         r"got \(3, 5, 7\) and \(3, 4\)"):
-        sequence_cross_entropy(logits, targets[:, :4])
 
 
 def test_longer_sequences_than_the_block_are_refused():

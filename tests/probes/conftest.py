@@ -213,7 +213,8 @@ def gpt_hessian(model: nn.Module, chunks, theta: torch.Tensor | None = None) -> 
     from torch.func import functional_call
 
     from sgdwalk.functional.flat import ParamLayout
-    from sgdwalk.models import math_attention, sequence_cross_entropy
+    from sgdwalk.losses import sequence_cross_entropy
+    from sgdwalk.models import math_attention
 
     views = ParamLayout.of(model).views
     if theta is None:

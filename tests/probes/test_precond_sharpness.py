@@ -7,7 +7,7 @@ import torch
 
 from sgdwalk.config import WalkConfig
 from sgdwalk.errors import ConfigError
-from sgdwalk.models import sequence_cross_entropy
+from sgdwalk.losses import sequence_cross_entropy
 from sgdwalk.probes.precond_sharpness import PrecondSharpness, adam_preconditioner
 from sgdwalk.probes.presets import build_probes
 from sgdwalk.probes.walk import Walk

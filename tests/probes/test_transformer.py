@@ -7,7 +7,7 @@ from torch.func import functional_call
 
 from sgdwalk.config import WalkConfig
 from sgdwalk.functional.flat import ParamLayout
-from sgdwalk.models import sequence_cross_entropy
+from sgdwalk.losses import sequence_cross_entropy
 from sgdwalk.models.gpt import CausalSelfAttention
 from sgdwalk.probes.curvature import Curvature
 from sgdwalk.probes.presets import build_probes

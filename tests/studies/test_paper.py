@@ -1,10 +1,11 @@
 """The paper scale: every study's paper configs take one real step on fixture-sized files in
 the official formats (CIFAR-10 binary batches, MNIST IDX), with the paper's architectures
-shrunk in width only."""
+shrunk in width only; river-valley's GPT on Debian's fortunes, when that package is installed."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -17,14 +18,17 @@ SMALL = ["train.max_steps=1", "train.device=cpu", "data.probe_size=16", "data.pr
          "optim.batch_size=8", "optim.noise_batch=8", "optim.noise_samples=2",
          "model.width_mult=0.125", "walk.sharpness_max_iter=12"]
 FIELD = ("edge-of-stability", "catapult")  # studies of other papers than Xing et al.'s
+FORTUNES = Path("/usr/share/games/fortunes")
 
 
 @pytest.mark.parametrize("name", study_names())
 def test_paper_scale_takes_one_step_on_fixture_data(name, paper_data, tmp_path, one_thread):
     dataset = load_study(name, scale="paper").runs[0].data.name
+    if dataset == "text" and not FORTUNES.is_dir():
+        pytest.skip("Debian's fortunes package is not installed (apt-get install fortunes)")
     subset = ["data.train_size=64"] if name in FIELD else []  # their subsets of the data
-    study = load_study(name, scale="paper", overrides=[*SMALL, *subset,
-                                                       f"data.root={paper_data[dataset]}"])
+    root = [] if dataset == "text" else [f"data.root={paper_data[dataset]}"]
+    study = load_study(name, scale="paper", overrides=[*SMALL, *subset, *root])
     firsts = {}
     for entry in study.entries:  # one run per variant
         firsts.setdefault(entry.variant, entry)
@@ -34,12 +38,15 @@ def test_paper_scale_takes_one_step_on_fixture_data(name, paper_data, tmp_path, 
     assert all(r.steps == 1 for r in result.records)
     table = load(result.root).table()
     assert set(table["data.name"]) == {dataset} and set(table["scale"]) == {"paper"}
-    assert set(table["model.name"]) <= {"vgg11", "mlp"}
+    if dataset == "text":  # river-valley: the gpt-char preset's GPT
+        assert set(table["model.name"]) == {"gpt"} and set(table["model.n_embd"]) == {128}
+    else:
+        assert set(table["model.name"]) <= {"vgg11", "mlp"}
     if name in FIELD:  # other papers' settings: full-batch GD on the squared error, no BN
         assert set(table["optim.algorithm"]) == {"gd"} and set(table["model.batchnorm"]) == {False}
         assert "mse" in set(table["train.loss"])
     elif dataset == "mnist":
         assert set(table["model.widths"]) == {(500, 350)}
-    else:
+    elif dataset != "text":
         assert set(table["model.batchnorm"]) == {True} and set(table["data.augment"]) == {True}
     assert table.groupby("run_id")["loss"].count().eq(1).all()

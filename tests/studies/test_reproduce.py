@@ -79,12 +79,14 @@ def test_table_json_and_report_agree(reproduced):
     assert f"report: {out / 'report.html'}" in text
     claims = json.loads((out / "claims.json").read_text())["claims"]
     assert [c["id"] for c in claims] == [f"C{i}" for i in range(1, 13)] + [
-        "EOS1", "EOS2", "EOS3", "EOS4", "CAT1", "CAT2", "CAT3"]
+        "EOS1", "EOS2", "EOS3", "EOS4", "CAT1", "CAT2", "CAT3", "RV1", "RV2", "RV3"]
     # the extensions' claims: missing, naming the study that decides them
     assert all(c["verdict"] == "missing" and "sweep edge-of-stability" in c["needs"]
                for c in claims[12:16])
     assert all(c["verdict"] == "missing" and "sweep catapult" in c["needs"]
-               for c in claims[16:])
+               for c in claims[16:19])
+    assert all(c["verdict"] == "missing" and "sweep river-valley" in c["needs"]
+               for c in claims[19:])
     decided = {c["id"]: c["verdict"] for c in claims if c["verdict"] != "missing"}
     assert len(decided) >= 8  # every study leaves the inputs of its claims
     assert table_rows(text) == decided
@@ -142,4 +144,5 @@ def test_bad_input_is_one_line_and_status_2(args, message, tmp_path, capsys):
 def test_parse_studies():
     assert parse_studies(None) == list(STUDIES)  # the extensions only when named
     assert parse_studies("catapult,edge-of-stability") == ["catapult", "edge-of-stability"]
+    assert parse_studies("river-valley") == ["river-valley"]
     assert parse_studies(" noise , trajectory") == ["noise", "trajectory"]

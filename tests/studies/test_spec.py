@@ -16,7 +16,7 @@ from sgdwalk.store.identity import run_dir_name, run_id
 from sgdwalk.studies import load_study, study_names
 
 STUDIES = ("alignment", "barriers", "catapult", "edge-of-stability", "flatness", "lr-batch",
-           "noise", "trajectory")
+           "noise", "river-valley", "trajectory")
 
 GRID_STUDY = """\
 # sgdwalk sweep grid.toml --scale cpu
@@ -83,7 +83,10 @@ def test_every_shipped_study_expands_to_distinct_valid_runs(name, scale):
     assert len({run_id(c) for c in study.runs}) == len(names)
     assert names == _names(load_study(name, scale=scale))  # deterministic order
     assert all(c.name == run_dir_name(c).rsplit("-", 1)[0] for c in study.runs)
-    if scale == "cpu":
+    if name == "river-valley":  # the GPT on fortunes at both scales, matched steps
+        assert {(c.data.name, c.model.name) for c in study.runs} == {("text", "gpt")}
+        assert len({c.train.max_steps for c in study.runs}) == 1
+    elif scale == "cpu":
         assert {c.data.name for c in study.runs} == {"digits"}
     else:
         assert {c.data.name for c in study.runs} <= {"cifar10", "mnist"}

@@ -1,5 +1,5 @@
-"""Decide claims C1-C12 and those of the later studies (EOS1-EOS4, CAT1-CAT3) from a run or
-a sweep; print them as a table; write them as JSON."""
+"""Decide claims C1-C12 and those of the later studies (EOS1-EOS4, CAT1-CAT3, RV1-RV3)
+from a run or a sweep; print them as a table; write them as JSON."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sgdwalk.analysis.claims_catapult import CAT1, CAT2, CAT3
 from sgdwalk.analysis.claims_eos import EOS1, EOS2, EOS3, EOS4
 from sgdwalk.analysis.claims_final import C8, C9
 from sgdwalk.analysis.claims_line import C1, C2, C10, C12
+from sgdwalk.analysis.claims_river import RV1, RV2, RV3
 from sgdwalk.analysis.claims_sweep import C3, C4, C5, C11
 from sgdwalk.analysis.engine import decide
 from sgdwalk.analysis.frames import Tables
@@ -24,7 +25,8 @@ from sgdwalk.store.results import Results
 # id -> spec, in the order of PAPER.md, then the studies of the field added later (claim i
 # bootstraps with default_rng([seed, i]): appending keeps every earlier claim's draws)
 CLAIMS = {spec.id: spec for spec in (C1, C2, C3, C4, C5, C6, C7, C8, C9, C10, C11, C12,
-                                     EOS1, EOS2, EOS3, EOS4, CAT1, CAT2, CAT3)}
+                                     EOS1, EOS2, EOS3, EOS4, CAT1, CAT2, CAT3,
+                                     RV1, RV2, RV3)}
 N_BOOT = 1000  # bootstrap replicates per claim
 SEED = 0  # seed of the bootstrap generators (one per claim: default_rng([SEED, i]))
 

@@ -9,7 +9,7 @@ double backward (Hessian-vector products) work through it; through a GPT, inside
 """
 
 from sgdwalk.models import gpt, mlp, resnet, vgg  # noqa: F401  (imported to register builders)
-from sgdwalk.models.gpt import GPT, math_attention, sequence_cross_entropy
+from sgdwalk.models.gpt import GPT, math_attention
 from sgdwalk.models.init import init_study
 from sgdwalk.models.registry import MODELS, build_model, count_parameters, register_model
 
@@ -21,5 +21,4 @@ __all__ = [
     "init_study",
     "math_attention",
     "register_model",
-    "sequence_cross_entropy",
 ]

@@ -1,4 +1,5 @@
-"""A GPT-style decoder-only transformer (after nanoGPT's model.py) and its per-sequence loss.
+"""A GPT-style decoder-only transformer (after nanoGPT's model.py); its per-sequence loss
+is `sgdwalk.losses.sequence_cross_entropy`.
 
     logits = GPT(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)(ids)
 
@@ -171,23 +172,6 @@ def math_attention(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, flag in zip(layers, before):
             m.math = flag
-
-
-def sequence_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per-sequence loss: the mean over positions of the token cross-entropy.
-
-    loss_n = (1/T) sum_t [logsumexp_v logits[n, t, v] - logits[n, t, targets[n, t]]]
-
-    Args: logits (N, T, V) float; targets (N, T) int64 in [0, V).
-    Returns: (N,), one value per sequence (the per-example loss contract).
-    """
-    if logits.ndim != 3 or targets.shape != logits.shape[:2]:
-        raise ValueError(f"sequence_cross_entropy: expected logits (N, T, V) and targets "
-                         f"(N, T), got {tuple(logits.shape)} and {tuple(targets.shape)}")
-    n, t, v = logits.shape
-    per_token = F.cross_entropy(logits.reshape(n * t, v), targets.reshape(n * t),
-                                reduction="none")
-    return per_token.view(n, t).mean(dim=1)
 
 
 @register_model("gpt")

@@ -1,5 +1,6 @@
 """Reproduce the study: every shipped study of the paper at one scale, then claims C1-C12 on
-all of them (the field's edge-of-stability and catapult only when named: `--studies`).
+all of them (the field's edge-of-stability and catapult, and issue 17's river-valley, only
+when named: `--studies`).
 
     result = reproduce("runs/reproduce", scale="cpu", workers=2)
     print(result.table)      # the claims table, as `sgdwalk claims` prints it
@@ -31,7 +32,7 @@ DEFAULT_OUT = "runs/reproduce"
 # runs are short ones
 STUDIES = ("trajectory", "flatness", "noise", "barriers", "alignment", "lr-batch")
 # shipped studies beyond the paper's claims, trained only when named (`--studies`, `sweep`)
-EXTENSIONS = ("edge-of-stability", "catapult")
+EXTENSIONS = ("edge-of-stability", "catapult", "river-valley")
 CLAIMS_FILE = "claims.json"
 REPORT_FILE = "report.html"
 

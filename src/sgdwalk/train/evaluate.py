@@ -14,7 +14,9 @@ def evaluate_splits(model: torch.nn.Module, splits: dict, device: torch.device,
 
     loss = (1/N) sum_j l(z_j, y_j) (l: cross-entropy, or `loss_sum(z, y)` = the sum over a
     chunk of the run's own loss), acc = (1/N) #{j : argmax z_j = y_j}, with z_j the logits
-    of example j. splits: name -> Split (x, y on any device; moved `chunk` rows at a time).
+    of example j; for sequences (logits (N, T, V), targets (N, T)) acc is per token:
+    (1/(N T)) #{(j, t) : argmax z_jt = y_jt}. splits: name -> Split (x, y on any device;
+    moved `chunk` rows at a time).
     """
     was = model.training
     model.eval()
@@ -23,13 +25,14 @@ def evaluate_splits(model: torch.nn.Module, splits: dict, device: torch.device,
         if len(split) == 0:
             continue
         total, correct = 0.0, 0
+        per_row = split.y[0].numel()  # 1, or the T tokens of a sequence
         for x, y in zip(split.x.split(chunk), split.y.split(chunk)):
             x, y = x.to(device), y.to(device)
             logits = model(x)
             total += float(loss_sum(logits, y) if loss_sum is not None
                            else F.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(1) == y).sum())
+            correct += int((logits.argmax(-1) == y).sum())
         out[f"{name}_loss"] = total / len(split)
-        out[f"{name}_acc"] = correct / len(split)
+        out[f"{name}_acc"] = correct / (len(split) * per_row)
     model.train(was)
     return out

@@ -6,9 +6,10 @@ walk snapshots theta_t and the true g_t) -> the gradient transforms (scale, clip
 `optimizer.step()` -> `hooks.after_step` (theta_{t+1}: the probes run) -> the row -> the
 evaluation, checkpoint and commit that are due.
 
-Row t of the metric store describes update t (theta_t -> theta_{t+1}): the batch loss f_t(0)
-and every probe value. Evaluations (train/val/test loss and accuracy) are logged on the row
-of the last update before them; the evaluation of theta_0 is logged at step -1.
+Row t of the metric store describes update t (theta_t -> theta_{t+1}): the batch loss f_t(0),
+the lr applied (set from the step by `lr_at` when a schedule is given) and every probe value.
+Evaluations (train/val/test loss and accuracy) are logged on the row of the last update
+before them; the evaluation of theta_0 is logged at step -1.
 
 A run is deterministic on CPU: data order, augmentation and noise come from generators
 seeded by `train.seed` whose states go into every checkpoint, so a resumed run continues
@@ -60,6 +61,7 @@ class Trainer:
     hooks: StepHooks = field(default_factory=NoHooks)
     evaluate: Callable[[], dict] = dict  # evaluation of the current parameters
     loss_fn: Callable = F.cross_entropy  # the training loss: (output, y) -> mean over the batch
+    lr_at: Callable[[int], float] | None = None  # the lr of update t (a schedule); None: as is
     par: Parallel = field(default_factory=Parallel)
     keep_checkpoints: int = 2
     name: str = "run"  # the progress bar's label
@@ -96,6 +98,9 @@ class Trainer:
                     self._record_divergence(loss)
                     status = "diverged"
                     break
+                if self.lr_at is not None:  # a pure function of the step: resumes exactly
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = self.lr_at(self.step)
                 self.hooks.before_step(loss, chunks, n, full_batch=self.batches.full_batch)
                 self.transform_state = self.transforms.apply(self._grads(), self.transform_state)
                 self.optimizer.step()
