@@ -1,6 +1,7 @@
 """What the walk costs on every study model at its study batch size, against a plain step.
 
-    python benchmarks/study_cost.py [--quick] [--profile] [--threads N] [--clock cpu|wall]
+    python benchmarks/study_cost.py [--quick] [--profile] [--models KEY,...] [--no-line]
+                                    [--threads N] [--clock cpu|wall]
 
 The comparison table of the performance issue, measured side by side in one process,
 interleaved and repeated (benchmarks/common.py), on each study model with its study batch
@@ -26,7 +27,9 @@ a plain SGD step (zero_grad, forward, backward, step), median [IQR] of per-round
 
 Data are synthetic with the study's shapes (1x28x28, 3x32x32; 10 classes): a step's cost
 does not depend on the values. `--profile` adds cProfile's busiest functions of `cheap` and
-`economy` on the digits and MNIST MLPs, per step.
+`economy` on the digits and MNIST MLPs, per step. `--models` measures only the named
+models of the plan (keys: digits-mlp, mnist-mlp, mnist-mlp-bn, vgg11-x0.25, resnet56, vgg11)
+and `--no-line` leaves out the line column (the slowest), for a short run.
 """
 
 from __future__ import annotations
@@ -176,15 +179,18 @@ COLUMNS = ("hooks", "+traffic", "cheap", "+fwd", "economy", "line", "cockpit alp
            "cockpit economy")
 
 
-def run(opts: Options, profile: bool = False) -> None:
+def run(opts: Options, profile: bool = False, models: tuple[str, ...] = (),
+        line: bool = True) -> None:
     if opts.quick:
         plan = [("digits-mlp", 9, False), ("mnist-mlp-bn", 5, False)]
     else:
         plan = [("digits-mlp", 41, True), ("mnist-mlp", 15, True), ("mnist-mlp-bn", 15, True),
                 ("vgg11-x0.25", 7, True), ("resnet56", 3, False), ("vgg11", 3, False)]
+    if models:
+        plan = [row for row in plan if row[0] in models]
     rows, ms = [], []
-    for key, rounds, line in plan:
-        s, t, ratios = measure(key, rounds, opts, line)
+    for key, rounds, with_line in plan:
+        s, t, ratios = measure(key, rounds, opts, with_line and line)
         step = statistics.median(t["sgd"]) * 1e3
         rows.append([STUDY[key][0], f"{s.params:,}", s.batch, f"{step:.2f}"]
                     + [show(ratios[c]) if c in ratios else "-" for c in COLUMNS])
@@ -240,8 +246,21 @@ def _where(key) -> str:
 def main(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--profile", action="store_true", help="add cProfile tables")
+    p.add_argument("--models", type=_models, default=(),
+                   help=f"comma-separated keys of models to measure, of {', '.join(STUDY)}")
+    p.add_argument("--no-line", action="store_true", help="leave out the line preset")
     args = p.parse_args(argv)
-    run(start(args), profile=args.profile)
+    run(start(args), profile=args.profile, models=args.models, line=not args.no_line)
+
+
+def _models(text: str) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in keys if k not in STUDY]
+    if unknown or not keys:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected keys of {', '.join(STUDY)}, got {text!r}")
+    return keys
 
 
 if __name__ == "__main__":

@@ -87,3 +87,28 @@ def test_economy_tracks_the_batch_line_on_real_training(kit, capsys, jvp, max_da
         print(f"\neconomy ({'cubic' if jvp else 'quadratic'}) vs batch line, 300 steps: "
               f"median |da*| = {med_a:.4f}, median relative height error = {med_h:.4f}")
     assert med_a < max_da and med_h < max_dh
+
+
+def test_slope_comes_from_the_trajectory_pass_and_matches_float64(monkeypatch):
+    """With the trajectory on, f'(0) = <g_t, u_t> is its exact float64 sum (within 1e-12 of
+    NumPy float64) and no second pass over the vectors (dot64) is made."""
+    import numpy as np
+
+    import sgdwalk.functional.vector as vector
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("dot64 called: <g, u> computed twice")
+
+    monkeypatch.setattr(vector, "dot64", no_second_pass)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9, weight_decay=1e-2)
+    walk = Walk(model, build_probes(WalkConfig(preset="economy")))
+    x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
+    for _ in range(3):
+        before = [p.detach().clone() for p in model.parameters()]
+        walk.step(opt, x, y)
+        g = np.concatenate([p.grad.double().numpy().ravel() for p in model.parameters()])
+        u = np.concatenate([(p.detach() - b).double().numpy().ravel()
+                            for p, b in zip(model.parameters(), before)])
+        assert walk.rows[-1][1]["econ_df0"] == pytest.approx(float(g @ u), rel=1e-12)

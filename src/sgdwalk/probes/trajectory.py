@@ -84,6 +84,9 @@ class Trajectory(Probe):
         dot = self._dots(ctx, v)
         tot = {name: float(layers.sum()) for name, layers in dot.items()}  # sums over layers
         self._seen = (ctx.step, dot, tot)
+        # <g_t, u_t> for the probes after this one (economy's f'(0), curvature's floor): the
+        # same exact products and float64 sums as ctx.grad_dot_update, spared a second pass
+        ctx.cache.setdefault("grad_dot_update", tot["g.u"])
         step_norm = math.sqrt(tot["u.u"])
         path = self.path_length + step_norm
         dist = math.sqrt(tot["d.d"])
