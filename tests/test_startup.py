@@ -34,3 +34,11 @@ def test_the_digits_load_without_scikit_learn_or_scipy():
                          "assert len(load_dataset(DataConfig(name='digits')).train) == 1257")
     assert "torch" in got  # the check sees what was imported
     assert "sklearn" not in got and "scipy" not in got
+
+
+def test_a_default_run_trains_and_stores_without_pandas_or_matplotlib(tmp_path):
+    got = imported_after("from sgdwalk.cli import main\n"
+                         f"main(['train', 'default', '--set', 'train.max_steps=2', "
+                         f"'--out', {str(tmp_path)!r}, '--no-progress'])")
+    assert "torch" in got  # it trained
+    assert "pandas" not in got and "matplotlib" not in got and "sklearn" not in got

@@ -86,14 +86,25 @@ Reliability (each fault is a StoreError with one line; committed rows are never 
 |                                | reader finds it, the next maker of that run removes it      |
 """
 
+import importlib
+
 from sgdwalk.store.artifacts import write_artifact
-from sgdwalk.store.export import export_run
 from sgdwalk.store.folders import find_runs, run_meta, run_progress, run_status, run_writer
 from sgdwalk.store.manifest import read_manifest, write_manifest
 from sgdwalk.store.metrics import SCHEMA_VERSION
-from sgdwalk.store.reader import load, load_vectors, read_run
-from sgdwalk.store.results import Results
 from sgdwalk.store.run import RunStore
+
+# The readers build pandas tables, and importing pandas costs about 0.3 s of CPU: they load
+# on first use (PEP 562), so `sgdwalk train`, which only writes rows, starts without pandas.
+_READERS = {"export_run": "sgdwalk.store.export", "load": "sgdwalk.store.reader",
+            "load_vectors": "sgdwalk.store.reader", "read_run": "sgdwalk.store.reader",
+            "Results": "sgdwalk.store.results"}
+
+
+def __getattr__(name: str):
+    if name in _READERS:
+        return getattr(importlib.import_module(_READERS[name]), name)
+    raise AttributeError(f"module 'sgdwalk.store' has no attribute {name!r}")
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from sgdwalk.errors import IncompleteRunError, StoreError
 from sgdwalk.store.disk import fault
 from sgdwalk.store.values import STORED_DTYPES, describe
+
+if TYPE_CHECKING:  # imported where tables are read: training writes rows only
+    import pandas as pd
 
 SCHEMA_VERSION = 1
 
@@ -166,6 +169,8 @@ class MetricDb:
         return {k: sorted(v) for k, v in out.items()}
 
     def scalars(self, names: list[str] | None, wide: bool) -> pd.DataFrame:
+        import pandas as pd
+
         if names is not None:
             names = _check_names(names, self.where)
         sql = "SELECT step, name, value FROM scalars"
@@ -189,6 +194,8 @@ class MetricDb:
         return table.astype("float64")
 
     def vectors(self, name: str) -> pd.DataFrame:
+        import pandas as pd
+
         if not isinstance(name, str):
             raise StoreError(f"{self.where}: expected a vector name (str), got {describe(name)}")
         self._check_rows("vectors", _BAD_VECTOR, "an integer step, a dtype of "
