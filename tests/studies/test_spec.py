@@ -73,7 +73,7 @@ def test_shipped_studies_are_listed_and_headed_by_their_command():
         assert lines[1].startswith("# ") and len(lines[1]) > 20
 
 
-@pytest.mark.parametrize("scale", ["cpu", "paper"])
+@pytest.mark.parametrize("scale", ["cpu", "fashion", "paper"])
 @pytest.mark.parametrize("name", STUDIES)
 def test_every_shipped_study_expands_to_distinct_valid_runs(name, scale):
     study = load_study(name, scale=scale)
@@ -88,6 +88,12 @@ def test_every_shipped_study_expands_to_distinct_valid_runs(name, scale):
         assert len({c.train.max_steps for c in study.runs}) == 1
     elif scale == "cpu":
         assert {c.data.name for c in study.runs} == {"digits"}
+    elif scale == "fashion":  # the study's MNIST MLP on an augmented Fashion-MNIST subset
+        assert {c.data.name for c in study.runs} == {"fashion_mnist"}
+        assert {(c.model.name, c.model.widths, c.model.batchnorm) for c in study.runs} == {
+            ("mlp", (500, 350), True)}
+        assert all(c.data.augment and c.data.train_size == 1000 for c in study.runs)
+        assert all(c.data.probe_size <= c.data.train_size for c in study.runs)
     else:
         assert {c.data.name for c in study.runs} <= {"cifar10", "mnist"}
         assert {c.model.name for c in study.runs} <= {"vgg11", "mlp"}
@@ -181,7 +187,7 @@ def test_bad_study_files_and_names(tmp_path, grid_file):
 
 def test_lr_batch_holds_equal_lr_over_b_pairs():
     """C5 needs runs with equal lr/B that differ in lr and B."""
-    for scale in ("cpu", "paper"):
+    for scale in ("cpu", "fashion", "paper"):
         ratios: dict = {}
         for c in load_study("lr-batch", scale=scale).runs:
             ratios.setdefault(round(c.optim.lr / c.optim.batch_size, 12), set()).add(
