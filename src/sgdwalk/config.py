@@ -33,7 +33,8 @@ class DataConfig:
     train_size: int | None = None  # keep only the first n training examples; None: all
     val_size: int | None = None  # held out of the training file; None: dataset default
     test_size: int | None = None  # arrays without x_test: held out of train; None: a tenth
-    augment: bool = True  # dataset's own: CIFAR-10 crop 32 pad 4 + flip; digits crop 8 pad 1
+    augment: bool = True  # dataset's own: CIFAR-10 crop 32 pad 4 + flip; digits crop 8 pad 1;
+    #   Fashion-MNIST crop 28 pad 3 + flip; MNIST none
     probe_size: int = 512  # examples in the fixed probe set (seeded subset of train, no aug)
     probe_batch: int = 256  # probe chunk size: the fixed BatchNorm batch while probing
     probe_seed: int = 0  # seed of the probe subset; separate from train.seed so runs share it
