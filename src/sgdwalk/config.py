@@ -58,6 +58,11 @@ class DataConfig:
             raise ConfigError(
                 f"data.synthetic_shape: expected positive sizes, got {list(self.synthetic_shape)}"
             )
+        values = math.prod(self.synthetic_shape) * self.synthetic_n
+        if values > MAX_SYNTHETIC_VALUES:
+            raise ConfigError(f"data.synthetic_shape: expected at most {MAX_SYNTHETIC_VALUES:,} "
+                              f"values over the data.synthetic_n = {self.synthetic_n} examples "
+                              f"(generated in memory, 4 bytes each), got {values:,}")
         if self.synthetic_noise < 0:
             raise ConfigError(f"data.synthetic_noise: expected >= 0, got {self.synthetic_noise}")
         _check_float32(self, "synthetic_noise")
@@ -327,6 +332,7 @@ def _check_float32(obj, *names):
 MAX_BLOCK_SIZE = 1 << 20  # longest sequence a config may ask for (a million tokens)
 MAX_NAME = 200  # run name: the folder is NAME-<12 hex>, made under .NAME.tmp-PID first
 MAX_ITEMS = 1024  # items in one list-valued setting (widths, gaps, ...)
+MAX_SYNTHETIC_VALUES = 1 << 28  # synthetic data: examples x values per example (1 GiB)
 
 # Upper bounds of the size-like settings, each with what it allocates or multiplies, so a
 # typo such as 2**62 is one line here rather than an allocation (or a hang) in a run.

@@ -121,6 +121,14 @@ def test_the_reported_giants_are_refused_and_the_limits_themselves_accepted():
     assert (cfg.walk.barrier_ks, cfg.model.depth, cfg.walk.line_points) == ((1, 100), 1202, 1001)
 
 
+def test_synthetic_data_is_bounded_by_its_total_size():
+    """Each axis of synthetic_shape within its limit can still multiply to terabytes."""
+    text = refused(["data.synthetic_shape=[65536, 65536]", "data.synthetic_n=2"])
+    assert text.startswith("data.synthetic_shape: expected at most 268,435,456 values over "
+                           "the data.synthetic_n = 2 examples")
+    assert load_config(None, ["data.synthetic_shape=[16384]", "data.synthetic_n=16384"])
+
+
 def test_a_list_setting_has_a_maximum_length():
     text = refused(["model.widths=[" + ", ".join(["2"] * 1025) + "]"])
     assert text.startswith("model.widths: expected at most 1024 items, got 1025")
