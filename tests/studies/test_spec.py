@@ -14,9 +14,12 @@ from sgdwalk.config import RunConfig, to_dict
 from sgdwalk.errors import ConfigError
 from sgdwalk.store.identity import run_dir_name, run_id
 from sgdwalk.studies import load_study, study_names
+from sgdwalk.studies.reproduce import STUDIES as REPRODUCED
 
 STUDIES = ("alignment", "barriers", "catapult", "edge-of-stability", "flatness", "lr-batch",
            "noise", "river-valley", "trajectory")
+
+PAPER_STUDIES = sorted(REPRODUCED)  # the paper's six, `reproduce`'s default: a fashion scale
 
 GRID_STUDY = """\
 # sgdwalk sweep grid.toml --scale cpu
@@ -73,8 +76,8 @@ def test_shipped_studies_are_listed_and_headed_by_their_command():
         assert lines[1].startswith("# ") and len(lines[1]) > 20
 
 
-@pytest.mark.parametrize("scale", ["cpu", "fashion", "paper"])
-@pytest.mark.parametrize("name", STUDIES)
+@pytest.mark.parametrize("name, scale", [(n, s) for n in STUDIES for s in ("cpu", "paper")]
+                         + [(n, "fashion") for n in PAPER_STUDIES])
 def test_every_shipped_study_expands_to_distinct_valid_runs(name, scale):
     study = load_study(name, scale=scale)
     names = _names(study)
