@@ -33,7 +33,8 @@ class DataConfig:
     train_size: int | None = None  # keep only the first n training examples; None: all
     val_size: int | None = None  # held out of the training file; None: dataset default
     test_size: int | None = None  # arrays without x_test: held out of train; None: a tenth
-    augment: bool = True  # dataset's own: CIFAR-10 crop 32 pad 4 + flip; digits crop 8 pad 1
+    augment: bool = True  # dataset's own: CIFAR-10 crop 32 pad 4 + flip; digits crop 8 pad 1;
+    #   Fashion-MNIST crop 28 pad 3 + flip; MNIST none
     probe_size: int = 512  # examples in the fixed probe set (seeded subset of train, no aug)
     probe_batch: int = 256  # probe chunk size: the fixed BatchNorm batch while probing
     probe_seed: int = 0  # seed of the probe subset; separate from train.seed so runs share it
@@ -46,6 +47,7 @@ class DataConfig:
     text_block: int = 64  # text: characters per example, in x and in y (<= model.block_size)
 
     def __post_init__(self):
+        _check_sizes(self)  # first: a giant value is refused before anything uses it
         _check_positive(self, "probe_size", "probe_batch", "synthetic_n", "synthetic_classes")
         _check_positive_or_none(self, "train_size")
         for name in ("val_size", "test_size"):
@@ -56,6 +58,11 @@ class DataConfig:
             raise ConfigError(
                 f"data.synthetic_shape: expected positive sizes, got {list(self.synthetic_shape)}"
             )
+        values = math.prod(self.synthetic_shape) * self.synthetic_n
+        if values > MAX_SYNTHETIC_VALUES:
+            raise ConfigError(f"data.synthetic_shape: expected at most {MAX_SYNTHETIC_VALUES:,} "
+                              f"values over the data.synthetic_n = {self.synthetic_n} examples "
+                              f"(generated in memory, 4 bytes each), got {values:,}")
         if self.synthetic_noise < 0:
             raise ConfigError(f"data.synthetic_noise: expected >= 0, got {self.synthetic_noise}")
         _check_float32(self, "synthetic_noise")
@@ -81,6 +88,7 @@ class ModelConfig:
     dropout: float = 0.0  # gpt: on embeddings, attention weights and residual branches
 
     def __post_init__(self):
+        _check_sizes(self)  # first: a giant value is refused before anything uses it
         if any(w <= 0 for w in self.widths):
             raise ConfigError(f"model.widths: expected positive widths, got {list(self.widths)}")
         if not self.width_mult > 0:
@@ -137,6 +145,7 @@ class OptimConfig:
     decay_shape: str = "linear"  # wsd: linear | cosine | sqrt (1 - sqrt of the progress)
 
     def __post_init__(self):
+        _check_sizes(self)  # first: a giant value is refused before anything uses it
         _check_choice(self, "algorithm", ("sgd", "gd", "gd_noise"))
         _check_choice(self, "schedule", ("constant", "step", "cosine", "wsd"))
         _check_choice(self, "decay_shape", ("linear", "cosine", "sqrt"))
@@ -171,6 +180,7 @@ class OptimConfig:
         # they become float32 tensor scalars: a larger value is a traceback inside torch
         _check_float32(self, "lr", "momentum", "weight_decay", "noise_scale", "clip_grad_norm",
                        "lr_over_lambda0")
+        _check_optim_kwargs(self)
 
 
 @dataclass(frozen=True)
@@ -196,6 +206,7 @@ class TrainConfig:
     progress: bool = True  # progress bar on stderr
 
     def __post_init__(self):
+        _check_sizes(self)  # first: a giant value is refused before anything uses it
         _check_positive(self, "epochs", "keep_checkpoints", "eval_every", "flush_every")
         _check_positive_or_none(self, "max_steps", "eval_every_steps")
         _check_choice(self, "loss", ("cross_entropy", "mse", "sequence_cross_entropy"))
@@ -238,6 +249,7 @@ def _walk_config() -> type:
         raise ValueError(f"WalkConfig: two probes claim the same key among {names}")
 
     def __post_init__(self):
+        _check_sizes(self)  # first: a giant value is refused before anything uses it
         from sgdwalk.probes.schedule import parse_schedule  # validates the strings
 
         _check_choice(self, "preset", PRESETS)
@@ -280,6 +292,16 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     walk: WalkConfig = field(default_factory=WalkConfig)
 
+    def __post_init__(self):
+        if len(self.name) > MAX_NAME:
+            raise ConfigError(f"name: expected at most {MAX_NAME} characters (it names the run's "
+                              f"folder, and a file name has at most 255 bytes), got "
+                              f"{len(self.name)}")
+        if self.optim.kwargs.get("capturable") and self.train.device == "cpu":
+            raise ConfigError("optim.kwargs.capturable: expected false or unset on train.device "
+                              "cpu (torch steps capturable optimizers on accelerators only), "
+                              "got true")
+
 
 # ---------------------------------------------------------------------------------------
 # validation helpers
@@ -308,6 +330,95 @@ def _check_float32(obj, *names):
 
 
 MAX_BLOCK_SIZE = 1 << 20  # longest sequence a config may ask for (a million tokens)
+MAX_NAME = 200  # run name: the folder is NAME-<12 hex>, made under .NAME.tmp-PID first
+MAX_ITEMS = 1024  # items in one list-valued setting (widths, gaps, ...)
+MAX_SYNTHETIC_VALUES = 1 << 28  # synthetic data: examples x values per example (1 GiB)
+
+# Upper bounds of the size-like settings, each with what it allocates or multiplies, so a
+# typo such as 2**62 is one line here rather than an allocation (or a hang) in a run.
+SIZE_LIMITS: dict[str, tuple[int, str]] = {
+    "data.probe_size": (1 << 24, "examples the probes hold and pass over"),
+    "data.probe_batch": (1 << 20, "examples in one probe forward"),
+    "data.train_size": (1 << 30, "training examples kept"),
+    "data.val_size": (1 << 30, "examples held out"),
+    "data.test_size": (1 << 30, "examples held out"),
+    "data.synthetic_n": (1 << 24, "examples generated in memory"),
+    "data.synthetic_shape": (1 << 16, "size of one axis of every generated example"),
+    "data.synthetic_classes": (1 << 16, "class means generated in memory"),
+    "model.widths": (1 << 16, "units of one hidden layer; its weights grow with the square"),
+    "model.depth": (1202, "the deepest ResNet of the ResNet paper (6n+2 layers)"),
+    "model.n_layer": (1024, "transformer blocks in memory"),
+    "model.n_head": (1024, "attention heads per block"),
+    "model.n_embd": (1 << 16, "width of the residual stream; weights grow with the square"),
+    "optim.batch_size": (1 << 20, "examples in one forward"),
+    "optim.gd_chunk": (1 << 20, "examples in one forward"),
+    "optim.noise_batch": (1 << 20, "examples per gradient that sets the noise"),
+    "optim.noise_samples": (1 << 16, "gradients computed at theta_0"),
+    "train.keep_checkpoints": (1000, "checkpoint files kept on disk"),
+    "train.flush_every": (1 << 20, "steps of metric rows buffered in memory"),
+    "walk.barrier_ks": (100, "the probe keeps the floors and iterates of the last max(k) "
+                        "steps, each a copy of every parameter"),
+    "walk.barrier_points": (1001, "passes over the probe set per segment"),
+    "walk.line_points": (1001, "passes over the probe set per step"),
+    "walk.noise_microbatches": (1 << 16, "backward passes per step"),
+    "walk.sharpness_k": (1000, "eigenvectors of every parameter held in memory"),
+    "walk.sharpness_max_iter": (1000, "Lanczos vectors of every parameter held in memory"),
+}
+
+
+def _check_sizes(obj):
+    """Every size-like setting of `obj` (SIZE_LIMITS) within its limit; lists item by item
+    and at most MAX_ITEMS long."""
+    section = _SECTION.get(type(obj).__name__, "")
+    for key, (limit, why) in SIZE_LIMITS.items():
+        where, _, name = key.rpartition(".")
+        if f"{where}." != section or not hasattr(obj, name) or getattr(obj, name) is None:
+            continue
+        value = getattr(obj, name)
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        if len(items) > MAX_ITEMS:
+            raise ConfigError(f"{key}: expected at most {MAX_ITEMS} items, got {len(items)}")
+        for item in items:
+            if item > limit:
+                raise ConfigError(f"{key}: expected at most {limit:,} ({why}), got {item}")
+
+
+# optimizer arguments that no run here can use, and why (checked against torch 2.13 on CPU:
+# differentiable steps fail on the trainer's leaf parameters; foreach and fused together
+# are refused by the constructor; each alone works)
+_REFUSED_KWARGS = {
+    "differentiable": "the trainer steps outside autograd; torch refuses in-place updates "
+                      "of leaf parameters in differentiable mode",
+}
+
+
+def _check_optim_kwargs(cfg) -> None:
+    """optim.kwargs: no validated field (the run would be labelled with one value and train
+    with another), finite numbers only, no argument the trainer cannot step with."""
+    fields = {f.name for f in dataclasses.fields(cfg)} - {"kwargs"}
+    for key, value in cfg.kwargs.items():
+        if key in fields:
+            raise ConfigError(f"optim.kwargs.{key}: expected optim.{key} instead (a validated "
+                              f"setting the run is labelled with), got kwargs.{key} = {value!r}")
+        if not _finite(value):
+            raise ConfigError(f"optim.kwargs.{key}: expected finite numbers, got {value!r}")
+        if key in _REFUSED_KWARGS and value:
+            raise ConfigError(f"optim.kwargs.{key}: expected false or unset "
+                              f"({_REFUSED_KWARGS[key]}), got {str(value).lower()}")
+    if cfg.kwargs.get("foreach") and cfg.kwargs.get("fused"):
+        raise ConfigError("optim.kwargs.fused: expected false or unset with foreach = true "
+                          "(torch takes one of the two), got true")
+
+
+def _finite(value) -> bool:
+    """No NaN or infinity in a number or (nested) list of them."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return True
 
 
 def _check_int_range(obj, name, low, high):
@@ -479,10 +590,33 @@ def read_toml(source: str) -> dict:
                 f"got {source!r}"
             )
         text = resource.read_text()
+    return parse_toml(text, f"config {source}")
+
+
+MAX_TOML_DEPTH = 32  # tables and arrays nested in each other in a config or study file
+
+
+def parse_toml(text: str, where: str) -> dict:
+    """tomllib.loads with one-line ConfigErrors (prefixed `where`): text that is not TOML,
+    and nesting deeper than MAX_TOML_DEPTH (which would otherwise exhaust the recursion of
+    the parser or of everything that walks the result)."""
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {source}: expected valid TOML, got {exc}") from None
+        raise ConfigError(f"{where}: expected valid TOML, got {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: expected TOML nested at most {MAX_TOML_DEPTH} deep, got "
+                          f"deeper nesting than the parser can follow") from None
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_TOML_DEPTH:
+            raise ConfigError(f"{where}: expected TOML nested at most {MAX_TOML_DEPTH} deep, "
+                              f"got more than {MAX_TOML_DEPTH} levels")
+        children = node.values() if isinstance(node, dict) else node
+        stack += [(c, depth + 1) for c in children if isinstance(c, (dict, list))]
+    return data
 
 
 def read_text_file(path: Path, what: str) -> str:
@@ -514,6 +648,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    except RecursionError:
+        value = None  # TOML has no null: parsed again below for its one-line error
+    if value is None or isinstance(value, (list, dict)):
+        value = parse_toml(f"v = {raw}", f"override {key}")["v"]  # nesting depth checked
     return key.split("."), value
 
 
@@ -562,10 +700,7 @@ def config_to_toml(config: RunConfig) -> str:
 
 
 def config_from_toml(text: str) -> RunConfig:
-    try:
-        return from_dict(RunConfig, tomllib.loads(text))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config: expected valid TOML, got {exc}") from None
+    return from_dict(RunConfig, parse_toml(text, "config"))
 
 
 def replace(config, **changes):

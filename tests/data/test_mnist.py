@@ -53,6 +53,32 @@ def test_mnist_loads_splits_and_standardises_with_train_statistics(mnist_folder)
     assert ds.train.x.dtype == torch.float32 and ds.train.y.dtype == torch.int64
 
 
+@pytest.mark.parametrize("augment", [True, False])
+def test_fashion_augments_by_shift_and_flip_and_mnist_not_at_all(mnist_folder, augment):
+    """Fashion-MNIST's augmentation (data.augment): each image is the original shifted by at
+    most 3 pixels along each axis, blank where it was shifted in, mirrored or not; MNIST
+    has none."""
+    folder, _ = mnist_folder
+    assert load_dataset(DataConfig(name="mnist", root=str(folder))).augment is None
+    ds = load_dataset(DataConfig(name="fashion_mnist", root=str(folder), augment=augment))
+    if not augment:
+        assert ds.augment is None
+        return
+    x = ds.train.x[:64]
+    out = ds.augment(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and not torch.equal(out, x)
+    blank = float(ds.train.x.min())
+    padded = torch.nn.functional.pad(x, (3, 3, 3, 3), value=blank)
+    flips = 0
+    for b in range(len(x)):
+        matches = [(i, j, f) for i in range(7) for j in range(7) for f in (False, True)
+                   if torch.equal(out[b], (lambda c: c.flip(-1) if f else c)(
+                       padded[b, :, i:i + 28, j:j + 28]))]
+        assert matches, f"image {b} is not a shifted (and mirrored) copy"
+        flips += all(f for _, _, f in matches)
+    assert 0 < flips < len(x)  # both mirrored and unmirrored images occur
+
+
 def test_val_size_and_train_size_follow_the_config(mnist_folder):
     folder, _ = mnist_folder
     full = load_dataset(DataConfig(name="mnist", root=str(folder), val_size=0))

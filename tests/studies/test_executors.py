@@ -17,7 +17,7 @@ import pytest
 
 from sgdwalk import load
 from sgdwalk.cli import main
-from sgdwalk.store import RunStore, find_runs, read_manifest, run_writer
+from sgdwalk.store import RunStore, find_runs, read_manifest, run_progress, run_writer
 from sgdwalk.studies import load_study, run_sweep
 from sgdwalk.studies.executors import InProcess, LocalPool
 from sgdwalk.studies.ledger import Ledger
@@ -126,6 +126,22 @@ def _when(ready, proc, timeout=240):
     raise AssertionError("timed out")
 
 
+def _freeze_two_mid_run(root, proc, last_step: int) -> list[int]:
+    """SIGSTOP the two workers once both write rows and, by their committed steps, are at
+    least 5 steps short of `last_step`: frozen inside `train`'s loop, whose handler turns
+    a Ctrl-C into checkpoint-and-stop, so neither run can finish before the signal lands
+    (sending it to running workers raced runs that ended first). Returns their pids."""
+    while True:
+        writing = _when(lambda: (w := _training(root)) and len(w) == 2 and w, proc)
+        for pid in writing.values():
+            os.kill(pid, signal.SIGSTOP)
+        newest = {os.path.basename(path): step for path, _, step, _ in run_progress(root)}
+        if all(newest.get(name, last_step) < last_step - 5 for name in writing):
+            return list(writing.values())
+        for pid in writing.values():  # too late (or unreadable): let them go and look again
+            os.kill(pid, signal.SIGCONT)
+
+
 def _rows(root):
     table = load(root).table().drop(columns=["run_dir"])
     return table.sort_values(["run_id", "step"]).reset_index(drop=True)
@@ -175,10 +191,13 @@ def test_ctrl_c_stops_a_sweep_with_status_130_and_the_same_command_resumes_it(sm
     path = small_study(seeds=[1, 2, 3], steps=120, epochs=7)
     out = tmp_path / "out"
     root = out / "small"
-    proc = subprocess.Popen(_sweep(path, out), stdout=subprocess.PIPE,
+    every_step = ["--set", "train.flush_every=1"]  # committed rows show how far a run got
+    proc = subprocess.Popen(_sweep(path, out) + every_step, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    _when(lambda: len(_training(root)) == 2, proc)
+    workers = _freeze_two_mid_run(root, proc, last_step=119)
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the sweep and its workers
+    for pid in workers:  # the Ctrl-C waits for them inside their training loops
+        os.kill(pid, signal.SIGCONT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stdout + stderr
     assert "Traceback" not in stderr
@@ -187,8 +206,10 @@ def test_ctrl_c_stops_a_sweep_with_status_130_and_the_same_command_resumes_it(sm
     assert ("not finished: 1 pending, 2 stopped; run the same command again to resume them"
             in stdout)
 
-    again = subprocess.run(_sweep(path, out), capture_output=True, text=True, timeout=300)
+    again = subprocess.run(_sweep(path, out) + every_step, capture_output=True, text=True,
+                           timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "3 runs: 3 completed; 0 already done" in again.stdout
-    reference = run_sweep(load_study(path), tmp_path / "whole", workers=2, progress=False)
+    reference = run_sweep(load_study(path, overrides=every_step[1:]), tmp_path / "whole",
+                          workers=2, progress=False)
     assert _rows(root).equals(_rows(reference.root))

@@ -14,9 +14,12 @@ from sgdwalk.config import RunConfig, to_dict
 from sgdwalk.errors import ConfigError
 from sgdwalk.store.identity import run_dir_name, run_id
 from sgdwalk.studies import load_study, study_names
+from sgdwalk.studies.reproduce import STUDIES as REPRODUCED
 
 STUDIES = ("alignment", "barriers", "catapult", "edge-of-stability", "flatness", "lr-batch",
            "noise", "river-valley", "trajectory")
+
+PAPER_STUDIES = sorted(REPRODUCED)  # the paper's six, `reproduce`'s default: a fashion scale
 
 GRID_STUDY = """\
 # sgdwalk sweep grid.toml --scale cpu
@@ -73,8 +76,8 @@ def test_shipped_studies_are_listed_and_headed_by_their_command():
         assert lines[1].startswith("# ") and len(lines[1]) > 20
 
 
-@pytest.mark.parametrize("scale", ["cpu", "paper"])
-@pytest.mark.parametrize("name", STUDIES)
+@pytest.mark.parametrize("name, scale", [(n, s) for n in STUDIES for s in ("cpu", "paper")]
+                         + [(n, "fashion") for n in PAPER_STUDIES])
 def test_every_shipped_study_expands_to_distinct_valid_runs(name, scale):
     study = load_study(name, scale=scale)
     names = _names(study)
@@ -88,6 +91,12 @@ def test_every_shipped_study_expands_to_distinct_valid_runs(name, scale):
         assert len({c.train.max_steps for c in study.runs}) == 1
     elif scale == "cpu":
         assert {c.data.name for c in study.runs} == {"digits"}
+    elif scale == "fashion":  # the study's MNIST MLP on an augmented Fashion-MNIST subset
+        assert {c.data.name for c in study.runs} == {"fashion_mnist"}
+        assert {(c.model.name, c.model.widths, c.model.batchnorm) for c in study.runs} == {
+            ("mlp", (500, 350), True)}
+        assert all(c.data.augment and c.data.train_size == 1000 for c in study.runs)
+        assert all(c.data.probe_size <= c.data.train_size for c in study.runs)
     else:
         assert {c.data.name for c in study.runs} <= {"cifar10", "mnist"}
         assert {c.model.name for c in study.runs} <= {"vgg11", "mlp"}
@@ -181,7 +190,7 @@ def test_bad_study_files_and_names(tmp_path, grid_file):
 
 def test_lr_batch_holds_equal_lr_over_b_pairs():
     """C5 needs runs with equal lr/B that differ in lr and B."""
-    for scale in ("cpu", "paper"):
+    for scale in ("cpu", "fashion", "paper"):
         ratios: dict = {}
         for c in load_study("lr-batch", scale=scale).runs:
             ratios.setdefault(round(c.optim.lr / c.optim.batch_size, 12), set()).add(

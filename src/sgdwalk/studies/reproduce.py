@@ -105,7 +105,7 @@ def reproduce(out=DEFAULT_OUT, scale: str = "cpu", studies: list[str] | None = N
 
     Args:
         out: root folder; study S goes to out/S (as `sgdwalk sweep S --out OUT`).
-        scale: "cpu" or "paper".
+        scale: "cpu", "fashion" or "paper".
         studies: shipped study names (default: all six).
         workers: runs trained at once (default: the number of CPU cores).
         backend, address: as `run_sweep`.

@@ -50,9 +50,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
-from sgdwalk.config import read_text_file
+from sgdwalk.config import parse_toml, read_text_file
 from sgdwalk.errors import ConfigError
 
 SECTIONS = ("study", "base", "grid", "variant", "scale")
@@ -126,10 +124,7 @@ def read_study(source: str | Path) -> StudyFile:
             raise ConfigError(f"study: expected one of {', '.join(study_names())} or a "
                               f".toml file, got {source!r}")
         text, stem = resource.read_text(), source
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"study {source}: expected valid TOML, got {exc}") from None
+    data = parse_toml(text, f"study {source}")
     if isinstance(data.get("study", {}), dict) and _summary(text):
         data.setdefault("study", {}).setdefault("description", _summary(text))
     return _parse(data, stem, source)
