@@ -93,8 +93,11 @@ def test_table_json_and_report_agree(reproduced):
     report = (out / "report.html").read_text()
     assert "<table id='claims'>" in report
     for cid, verdict in decided.items():
-        assert re.search(rf"<td rowspan='\d+'>{cid}</td>.*?<span class='verdict {verdict}'>",
-                         report, re.S), cid
+        # the overview row, then the claim's own section, each with the claim's verdict
+        assert re.search(rf"<td><a href='#claim-{cid}'>{cid}</a></td><td><span class='verdict "
+                         rf"{verdict}'>", report), cid
+        assert re.search(rf"<section class='claim' id='claim-{cid}'>\s*<h3>{cid} <span "
+                         rf"class='verdict {verdict}'>", report), cid
 
 
 def test_each_claim_reads_the_studies_meant_for_it(reproduced):
