@@ -17,7 +17,9 @@ So the walk's step is the *optimizer* step, whatever happens around it:
 - gradient accumulation: one walk step per optimizer step, over the accumulated gradient;
 - gradient clipping and `GradScaler`: the hooks fire inside `optimizer.step()`, after
   clipping and after the scaler's unscaling, so g_t is the gradient the optimizer applies
-  (never the scaled one); a step the scaler skips (inf/NaN) is not a walk step;
+  (never the scaled one); a step the scaler skips (inf/NaN) is not a walk step, and the
+  batches recorded for it are dropped: `record` sees that the gradient was not finite at
+  the last record and is again, so the step between was skipped;
 - lr schedulers, momentum, Adam(W), parameter groups: u_t is the update as applied, and the
   stored lr is the first parameter group's at the step;
 - frozen parameters are not in the walk's layout (`ParamLayout.of` keeps requires_grad).
@@ -44,6 +46,7 @@ class Attachment:
         self._loss = math.nan
         self._batches: list = []  # the micro-batches recorded since the last step
         self._n = 0  # their examples
+        self._overflow = False  # the gradient was not finite at the last record
         self._batch_probes = [p.name for p in walk.probes if "batch" in p.sources]
         self._handles = [
             optimizer.register_step_pre_hook(self._before),
@@ -55,6 +58,10 @@ class Attachment:
         them); with gradient accumulation call it once per micro-batch: they add up until
         the optimizer steps."""
         value = float(loss.detach()) if hasattr(loss, "detach") else float(loss)
+        finite = self.walk.grads_finite()
+        if self._overflow and finite:  # a scaler skipped the step of the batches so far
+            self._batches, self._n = [], 0
+        self._overflow = not finite
         n_new = sum(len(y) for _, y in self.walk.batches.chunks(batch))
         if self._batches:  # accumulation: the mean over micro-batches, weighted by size
             self._loss = (self._loss * self._n + value * n_new) / (self._n + n_new)
@@ -78,7 +85,7 @@ class Attachment:
         self.walk.before_step(self._loss, self._batches)
 
     def _after(self, optimizer, args, kwargs) -> None:
-        self._loss, self._batches, self._n = math.nan, [], 0
+        self._loss, self._batches, self._n, self._overflow = math.nan, [], 0, False
         self.walk.after_step(optimizer)
 
 

@@ -162,8 +162,7 @@ class Walk:
             )
             if inv_scale is not None:
                 self._grad.mul_(inv_scale)
-        skipped = scaler is not None and not all(
-            bool(p.grad.isfinite().all()) for p in self._params if p.grad is not None)
+        skipped = scaler is not None and not self.grads_finite()
         n = batch_size if batch_size is not None else sum(len(y) for _, y in chunks)
         loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
         self._pending = (float(loss), chunks, n, bool(full_batch), skipped)
@@ -246,6 +245,11 @@ class Walk:
         optimizer.step()
         self.after_step(optimizer)
         return loss.detach()
+
+    def grads_finite(self) -> bool:
+        """Whether every gradient of the walked parameters is finite (a GradScaler skips
+        the step otherwise)."""
+        return all(bool(p.grad.isfinite().all()) for p in self._params if p.grad is not None)
 
     def _flatten(self, tensors: list[torch.Tensor], flat: torch.Tensor) -> None:
         torch._foreach_copy_(self._views[id(flat)], [t.detach() for t in tensors])
