@@ -27,7 +27,8 @@ from sgdwalk.probes.walk import Walk
 N, BATCH, LR = 64, 16, 0.1
 # every probe that reads the step's batch, with gradient noise at every step
 EVERY_BATCH_PROBE = WalkConfig(preset="full", line_sources=("batch", "probe"), line_points=5,
-                               noise="every:1", sharpness="off", barrier="off")
+                               noise="every:1", sharpness="off", barrier="off",
+                               economy_jvp=True)
 
 
 def _body() -> nn.Module:
@@ -70,11 +71,11 @@ def _train(walk: Walk, model: nn.Module, batches) -> object:
     return walk.table()
 
 
-def _tuple_walk(data, probes=EVERY_BATCH_PROBE):
+def _tuple_walk(data, probes=EVERY_BATCH_PROBE, bn_policy="batch"):
     x, y = data
     model = _body()
     walk = Walk(model, probes, loss_fn=losses.cross_entropy, probe_set=(x[:32], y[:32]),
-                probe_batch=16)
+                probe_batch=16, bn_policy=bn_policy)
     return _train(walk, model, list(zip(x.split(BATCH), y.split(BATCH))))
 
 
@@ -93,15 +94,17 @@ def assert_same_walk(got, want, rtol=1e-5, atol=1e-7):
                                        rtol=rtol, atol=atol, err_msg=column)
 
 
-def test_a_model_with_its_own_per_example_loss_on_dict_batches_walks_like_tuples(data):
+@pytest.mark.parametrize("bn_policy", ["batch", "recalibrate"])
+def test_a_model_with_its_own_per_example_loss_on_dict_batches_walks_like_tuples(data,
+                                                                                 bn_policy):
     x, y = data
     model = HFStyle()
     walk = Walk(model, EVERY_BATCH_PROBE, per_example_loss=per_example_hf,
-                probe_set={"x": x[:32], "labels": y[:32]}, probe_batch=16)
+                probe_set={"x": x[:32], "labels": y[:32]}, probe_batch=16, bn_policy=bn_policy)
     got = _train(walk, model, _dict_batches(data))
-    want = _tuple_walk(data)
-    for name in ("econ_height", "line_batch_eps", "line_probe_floor_a", "curv_kappa",
-                 "noise_trace"):
+    want = _tuple_walk(data, bn_policy=bn_policy)
+    for name in ("econ_height", "econ_df1", "line_batch_eps", "line_probe_floor_a",
+                 "curv_kappa", "noise_trace"):
         assert got.loc[0:, name].notna().all(), name
     assert_same_walk(got, want)
 
