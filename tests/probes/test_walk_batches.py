@@ -197,8 +197,12 @@ def test_batches_of_the_wrong_kind_are_one_line_errors(data):
     with pytest.raises(ConfigError, match="expected a dict with key 'labels'.*got a tuple"):
         Walk(HFStyle(), "economy", labels="labels",
              loss_fn=lambda o, t: losses.cross_entropy(o.logits, t)).step(opt, (x, y))
+    with pytest.raises(ConfigError, match=r"expected \(x, y\) tensors.*got a tuple of 3 items"):
+        Walk(model, "cheap").step(opt, x, y, y)
     with pytest.raises(ConfigError, match="expected labels= or per_example_loss=, got both"):
         Walk(model, "cheap", labels="labels", per_example_loss=model_loss)
+    with pytest.raises(ConfigError, match="expected a loss_fn.*or a per_example_loss.*neither"):
+        Walk(model, "cheap", loss_fn=None)
     with pytest.raises(ConfigError, match=r"one first dimension.*sizes \[3, 64\]"):
         Examples({"x": x, "labels": y[:3]})
 
