@@ -219,3 +219,28 @@ def test_examples_slice_and_join_every_tensor_and_keep_the_rest(data):
     assert torch.equal(joined.data["labels"], y) and joined.data["flag"] == "keep"
     pair = Examples((x, y))
     assert isinstance(pair[:3].data, tuple) and torch.equal(pair[:3].data[1], y[:3])
+
+
+def test_list_batches_and_lists_of_micro_batches_walk_like_tuples(data):
+    """[x, y] (a DataLoader's collated TensorDataset batch) is one (x, y) batch; a list of
+    (x, y) pairs is the micro-batches of one step."""
+    x, y = data
+    want = _tuple_walk(data)
+    model = _body()
+    walk = Walk(model, EVERY_BATCH_PROBE, probe_set=[x[:32], y[:32]], probe_batch=16)
+    got = _train(walk, model, [[xb, yb] for xb, yb in zip(x.split(BATCH), y.split(BATCH))])
+    assert_same_walk(got, want)
+    model = _body()
+    walk = Walk(model, "economy")
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    opt.zero_grad()
+    losses.cross_entropy(model(x[:BATCH]), y[:BATCH]).mean().backward()
+    walk.before_step(0.0, [(x[:8], y[:8]), (x[8:BATCH], y[8:BATCH])])
+    opt.step()
+    values = walk.after_step(opt)
+    # f(1) on the two chunks, each normalised by its own BatchNorm statistics
+    ref = copy.deepcopy(model).train().requires_grad_(False)
+    per = torch.cat([losses.cross_entropy(ref(x[i : i + 8]), y[i : i + 8]) for i in (0, 8)])
+    assert values["econ_f1"] == pytest.approx(float(per.double().mean()), rel=1e-6)
+    whole = losses.cross_entropy(ref(x[:BATCH]), y[:BATCH]).double().mean()
+    assert abs(float(whole) - values["econ_f1"]) > 1e-4  # one chunk of 16 would differ
