@@ -4,9 +4,8 @@ The examples of a language model's batch are its sequences: the loss contract gi
 loss per sequence (the mean of its token losses), so the line probe's noise threshold is
 eps = 2 std(d) / sqrt(N) over the N per-sequence differences d_j = l_j(0) - l_j(a_min),
 not over the N T token differences. Checked on a tiny float64 GPT against that formula,
-with (ids, targets) tuples and with {"input_ids", "labels"} dict batches. The loss is
-written out here (the formula of sgdwalk's `sequence_cross_entropy`), so that this test
-checks the walk and not where that function lives.
+with (ids, targets) tuples and with {"input_ids", "labels"} dict batches, the loss being
+`sgdwalk.losses.sequence_cross_entropy`.
 """
 
 from __future__ import annotations
@@ -20,18 +19,12 @@ from torch.func import functional_call
 
 from sgdwalk.config import WalkConfig
 from sgdwalk.functional.flat import ParamLayout, params_of
+from sgdwalk.losses import sequence_cross_entropy
 from sgdwalk.models.gpt import GPT
 from sgdwalk.probes.walk import Walk
 
 N, T, VOCAB = 12, 8, 11
 PROBES = WalkConfig(preset="line", line_sources=("batch",), noise="every:1")
-
-
-def sequence_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(N, T, V) logits, (N, T) targets -> (N,): each sequence's mean token cross-entropy."""
-    per_token = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(),
-                                                  reduction="none")
-    return per_token.view(targets.shape).mean(dim=1)
 
 
 def _gpt() -> GPT:
