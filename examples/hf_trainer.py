@@ -4,7 +4,9 @@
     python examples/hf_trainer.py [--epochs 1]
 
 The Trainer shows a callback neither the batch nor the loss: the walk measures the
-trajectory and the line on the fixed probe set.
+trajectory and the line on the fixed probe set. The model computes its own loss, as
+Trainer models do; the walk calls it on dict batches too and asks it for that loss per
+example (`per_example_loss`).
 """
 
 import argparse
@@ -19,17 +21,17 @@ from sgdwalk.integrations.transformers import WalkCallback
 
 
 class Net(torch.nn.Module):
-    """Called as model(x=..., labels=...) by the Trainer (returns (loss, logits)) and as
-    model(x) by the walk's probes (returns logits)."""
+    """model(x=..., labels=...) -> (loss, logits), Hugging Face style: the batch mean for
+    the Trainer, the per-example losses with reduction="none" for the walk."""
 
     def __init__(self):
         super().__init__()
         self.body = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.GELU(),
                                         torch.nn.Linear(64, 4))
 
-    def forward(self, x, labels=None):
+    def forward(self, x, labels, reduction="mean"):
         logits = self.body(x)
-        return logits if labels is None else (F.cross_entropy(logits, labels), logits)
+        return F.cross_entropy(logits, labels, reduction=reduction), logits
 
 
 class Rows(torch.utils.data.Dataset):
@@ -52,8 +54,8 @@ def main() -> None:
     x, y = torch.randn(512, 20), torch.randint(0, 4, (512,))
     callback = WalkCallback(
         probes=WalkConfig(preset="line", economy="off", line_points=7),
-        loss_fn=lambda out, target: F.cross_entropy(out, target, reduction="none"),
-        probe_set=(x[:256], y[:256]),
+        per_example_loss=lambda model, batch: model(**batch, reduction="none")[0],
+        probe_set={"x": x[:256], "labels": y[:256]},
     )
     with tempfile.TemporaryDirectory() as out:
         training = transformers.TrainingArguments(

@@ -35,15 +35,21 @@ class SmallCNN(nn.Module):
         super().__init__()
         build_cnn(self)
 
-    def forward(self, x, labels=None):
+    def forward(self, x, labels=None, reduction="mean"):
         logits = cnn_forward(self, x)
         if labels is None:
             return logits
-        return F.cross_entropy(logits, labels), logits  # Hugging Face style (loss, logits)
+        # Hugging Face style (loss, logits); reduction="none": the per-example losses
+        return F.cross_entropy(logits, labels, reduction=reduction), logits
 
 
 def per_example_ce(output, target):
     return F.cross_entropy(output, target, reduction="none")
+
+
+def own_per_example_loss(model, batch):
+    """The model's own loss on a dict batch, per example (the walk's per_example_loss)."""
+    return model(**batch, reduction="none")[0]
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from .conftest import (
     N,
     SmallCNN,
     assert_tables_match,
+    own_per_example_loss,
     per_example_ce,
     plain_walk,
 )
@@ -124,3 +125,26 @@ def test_frozen_parameters_are_left_out_and_param_groups_work(images):
         opt.step()
     hooks.remove()
     assert len(walk.table()) == N // BATCH
+
+
+def test_attach_with_dict_batches_and_the_models_own_loss_equals_the_plain_loop(images):
+    """Hugging Face style: model(**batch) returns (loss, logits); the walk takes its own
+    loss per example and records dict batches."""
+    x, y = images
+    model = SmallCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    probes = WalkConfig(preset="line", line_points=5)  # economy and the probe-set line
+    walk = Walk(model, probes=probes, per_example_loss=own_per_example_loss,
+                probe_set={"x": x[:32], "labels": y[:32]})
+    hooks = walk.attach(opt)
+    for xb, yb in zip(x.split(BATCH), y.split(BATCH)):
+        batch = {"x": xb, "labels": yb}
+        opt.zero_grad()
+        loss, _ = model(**batch)
+        loss.backward()
+        hooks.record(loss, batch)
+        opt.step()
+    hooks.remove()
+    got = walk.table()
+    assert "econ_height" in got.columns and "line_probe_floor_a" in got.columns
+    assert_tables_match(got, plain_walk(images, probes=probes), rtol=1e-6, atol=1e-8)

@@ -16,6 +16,7 @@ from .conftest import (
     assert_tables_match,
     build_cnn,
     cnn_forward,
+    own_per_example_loss,
     per_example_ce,
     plain_walk,
 )
@@ -39,17 +40,46 @@ class LitCNN(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=LR)
 
 
-def _fit(images, probes, accumulate=1, batch=BATCH):
+class LitDictCNN(LitCNN):
+    """Hugging Face style: dict batches, and a forward that computes its own loss."""
+
+    def forward(self, x, labels=None, reduction="mean"):
+        logits = cnn_forward(self, x)
+        return F.cross_entropy(logits, labels, reduction=reduction), logits
+
+    def training_step(self, batch, batch_idx):
+        return self(**batch)[0]
+
+
+class _Rows(torch.utils.data.Dataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "labels": self.y[i]}
+
+
+def _fit(images, probes, accumulate=1, batch=BATCH, dicts=False):
     from sgdwalk.integrations.lightning import WalkCallback
 
     x, y = images
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch)
-    callback = WalkCallback(probes=probes, loss_fn=per_example_ce, probe_set=(x[:32], y[:32]))
+    if dicts:
+        data, module = _Rows(x, y), LitDictCNN()
+        callback = WalkCallback(probes=probes, per_example_loss=own_per_example_loss,
+                                probe_set={"x": x[:32], "labels": y[:32]})
+    else:
+        data, module = torch.utils.data.TensorDataset(x, y), LitCNN()
+        callback = WalkCallback(probes=probes, loss_fn=per_example_ce,
+                                probe_set=(x[:32], y[:32]))
+    loader = torch.utils.data.DataLoader(data, batch_size=batch)
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accumulate_grad_batches=accumulate,
                         callbacks=[callback])
-    trainer.fit(LitCNN(), loader)
+    trainer.fit(module, loader)
     return callback.walk.table()
 
 
@@ -70,4 +100,12 @@ def test_accumulated_micro_batches_make_one_walk_step(images):
     got = _fit(images, probes, accumulate=2, batch=BATCH // 2)
     assert len(got) == N // BATCH
     # two micro-batches of 8 per optimizer step, as a plain loop that accumulates
+    assert_tables_match(got, plain_walk(images, probes=probes, accumulate=2))
+
+
+def test_dict_batches_and_the_modules_own_loss_walk_like_the_plain_loop(images):
+    probes = WalkConfig(preset="line", line_points=5)  # economy and the probe-set line
+    got = _fit(images, probes, accumulate=2, batch=BATCH // 2, dicts=True)
+    assert len(got) == N // BATCH + 1  # the header row and one row per optimizer step
+    assert "econ_height" in got.columns and "line_probe_floor_a" in got.columns
     assert_tables_match(got, plain_walk(images, probes=probes, accumulate=2))

@@ -14,6 +14,7 @@ from .conftest import (
     PROBE_ONLY,
     SmallCNN,
     assert_tables_match,
+    own_per_example_loss,
     per_example_ce,
     plain_walk,
 )
@@ -41,7 +42,7 @@ class _InOrder(transformers.Trainer):
                                            collate_fn=self.data_collator)
 
 
-def _train(images, tmp_path, probes):
+def _train(images, tmp_path, probes, own_loss=False):
     from sgdwalk.integrations.transformers import WalkCallback
 
     x, y = images
@@ -50,7 +51,12 @@ def _train(images, tmp_path, probes):
         learning_rate=LR, optim="sgd", lr_scheduler_type="constant", max_grad_norm=0.0,
         weight_decay=0.0, warmup_steps=0, report_to=[], save_strategy="no",
         logging_strategy="no", use_cpu=True, dataloader_num_workers=0, disable_tqdm=True)
-    callback = WalkCallback(probes=probes, loss_fn=per_example_ce, probe_set=(x[:32], y[:32]))
+    if own_loss:  # the model as the Trainer calls it: model(**batch), on a dict probe set
+        callback = WalkCallback(probes=probes, per_example_loss=own_per_example_loss,
+                                probe_set={"x": x[:32], "labels": y[:32]})
+    else:
+        callback = WalkCallback(probes=probes, loss_fn=per_example_ce,
+                                probe_set=(x[:32], y[:32]))
     trainer = _InOrder(model=SmallCNN(), args=args, train_dataset=_Rows(x, y),
                        data_collator=lambda rows: {k: torch.stack([r[k] for r in rows])
                                                    for k in rows[0]},
@@ -67,3 +73,8 @@ def test_trainer_walk_equals_the_plain_loop(images, tmp_path):
 def test_batch_probes_are_refused_in_one_line(images, tmp_path):
     with pytest.raises(ConfigError, match="probe set only.*econ"):
         _train(images, tmp_path, WalkConfig(preset="economy"))
+
+
+def test_the_models_own_loss_on_a_dict_probe_set_equals_the_plain_loop(images, tmp_path):
+    got = _train(images, tmp_path, PROBE_ONLY, own_loss=True)
+    assert_tables_match(got, plain_walk(images))

@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from sgdwalk.functional.flat import ParamLayout
 from sgdwalk.losses import cross_entropy
+from sgdwalk.probes.batch import Pairs
 from sgdwalk.probes.evaluator import LossEvaluator
 
 
@@ -164,7 +165,7 @@ def test_loss_applied_once_or_per_chunk_gives_the_same_curve(kit):
     u = torch.linspace(-0.2, 0.2, theta.numel(), dtype=torch.float64)
     once = LossEvaluator(model, ParamLayout.of(model))
     per_chunk = LossEvaluator(model, ParamLayout.of(model),
-                              loss_fn=lambda z, y: cross_entropy(z, y))
+                              batches=Pairs(lambda z, y: cross_entropy(z, y)))
     grid = [-0.25, 0.0, 0.5, 1.0]
     torch.testing.assert_close(once.line(theta, u, grid, chunks),
                                per_chunk.line(theta, u, grid, chunks), rtol=1e-14, atol=0)

@@ -6,7 +6,8 @@ Lightning calls the optimizer with a closure (forward and backward run *inside*
 `optimizer.step`), so a step pre-hook would see stale gradients: the snapshot of theta_t
 and g_t is taken in `on_before_optimizer_step` (after backward, clipping and unscaling),
 and the probes run in the optimizer's step post-hook. The batch comes from
-`on_train_batch_start` and the loss from `on_before_backward`; with
+`on_train_batch_start` (as the walk takes it: (x, y), or a dict with `labels=` or
+`per_example_loss=`) and the loss from `on_before_backward`; with
 `accumulate_grad_batches` the micro-batches add up into one walk step.
 """
 
@@ -23,18 +24,19 @@ class WalkCallback(pl.Callback):
     """Build `Walk(pl_module, **walk_kwargs)` at fit start and measure every optimizer step.
 
     Args:
-        probes, loss_fn, probe_set, sink, ...: as for `sgdwalk.Walk`; loss_fn takes the
-            module's output and the target and returns per-example losses.
-        batch_fn: batch -> (x, y) for the probes; default: the batch's first two items.
+        probes, loss_fn, labels, per_example_loss, probe_set, sink, ...: as for
+            `sgdwalk.Walk`; loss_fn takes the module's output and the target and returns
+            per-example losses.
+        batch_fn: the training batch -> the batch the walk takes (default: as it comes).
     """
 
     def __init__(self, batch_fn=None, **walk_kwargs):
         super().__init__()
         self.walk_kwargs = walk_kwargs
-        self.batch_fn = batch_fn or (lambda batch: (batch[0], batch[1]))
+        self.batch_fn = batch_fn
         self.walk: Walk | None = None
         self._handles: list = []
-        self._chunks: list = []
+        self._batches: list = []  # the micro-batches of the coming optimizer step
         self._losses: list[tuple[float, int]] = []
 
     def on_fit_start(self, trainer, pl_module) -> None:
@@ -48,21 +50,22 @@ class WalkCallback(pl.Callback):
         self._handles = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._chunks.append(tuple(self.batch_fn(batch)))
+        self._batches.append(self.batch_fn(batch) if self.batch_fn is not None else batch)
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
         # Lightning divides the loss by accumulate_grad_batches before backward: undo it so
         # the recorded value is the micro-batch's mean loss.
         scale = trainer.accumulate_grad_batches
-        self._losses.append((float(loss.detach()) * scale, len(self._chunks[-1][1])))
+        n = sum(len(y) for _, y in self.walk.batches.chunks(self._batches[-1]))
+        self._losses.append((float(loss.detach()) * scale, n))
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         n = sum(size for _, size in self._losses)
         loss = sum(v * size for v, size in self._losses) / n if n else math.nan
-        self.walk.before_step(loss, self._chunks)
+        self.walk.before_step(loss, self._batches)
 
     def _after(self, optimizer, args, kwargs) -> None:
-        self._chunks, self._losses = [], []
+        self._batches, self._losses = [], []
         self.walk.after_step(optimizer)
 
     def state_dict(self) -> dict:

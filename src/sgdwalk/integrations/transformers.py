@@ -9,9 +9,11 @@ on the probe (or heldout) set, sharpness and barriers; probes that need the step
 (economy, the batch line, curvature along the step, gradient noise) are refused at the
 start with a one-line error. Its `loss` argument is NaN.
 
-The module's plain call `model(x)` must return the output the walk's `loss_fn` takes
-(Trainer models are usually called as `model(**batch)`; the probe set is called as
-`model(x)`).
+The probe set is read as any walk reads a batch (`sgdwalk.probes.batch`): (x, y) tensors
+with `loss_fn(model(x), y)`, or, as the Trainer calls the model, dicts with
+`per_example_loss=` (e.g. `lambda model, batch: model(**batch, reduction="none").loss`
+for a model that can give its loss per example) or `labels=` with a `loss_fn`. A model
+whose `.loss` is only the batch mean is refused at the first probe, in one line.
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ So the walk's step is the *optimizer* step, whatever happens around it:
 - gradient accumulation: one walk step per optimizer step, over the accumulated gradient;
 - gradient clipping and `GradScaler`: the hooks fire inside `optimizer.step()`, after
   clipping and after the scaler's unscaling, so g_t is the gradient the optimizer applies
-  (never the scaled one); a step the scaler skips (inf/NaN) is not a walk step;
+  (never the scaled one); a step the scaler skips (inf/NaN) is not a walk step, and the
+  batches recorded for it are dropped: `record` sees that the gradient was not finite at
+  the last record and is again, so the step between was skipped;
 - lr schedulers, momentum, Adam(W), parameter groups: u_t is the update as applied, and the
   stored lr is the first parameter group's at the step;
 - frozen parameters are not in the walk's layout (`ParamLayout.of` keeps requires_grad).
@@ -42,7 +44,9 @@ class Attachment:
         self.walk = walk
         self.optimizer = optimizer
         self._loss = math.nan
-        self._chunks: list = []
+        self._batches: list = []  # the micro-batches recorded since the last step
+        self._n = 0  # their examples
+        self._overflow = False  # the gradient was not finite at the last record
         self._batch_probes = [p.name for p in walk.probes if "batch" in p.sources]
         self._handles = [
             optimizer.register_step_pre_hook(self._before),
@@ -50,16 +54,21 @@ class Attachment:
         ]
 
     def record(self, loss, batch) -> None:
-        """Give the walk this step's loss and batch (x, y); with gradient accumulation call it
-        once per micro-batch: the chunks add up until the optimizer steps."""
+        """Give the walk this step's loss and batch ((x, y), or a dict: as the walk takes
+        them); with gradient accumulation call it once per micro-batch: they add up until
+        the optimizer steps."""
         value = float(loss.detach()) if hasattr(loss, "detach") else float(loss)
-        if self._chunks:  # accumulation: the mean over micro-batches, weighted by size
-            n_old = sum(len(y) for _, y in self._chunks)
-            n_new = len(batch[1])
-            self._loss = (self._loss * n_old + value * n_new) / (n_old + n_new)
+        finite = self.walk.grads_finite()
+        if self._overflow and finite:  # a scaler skipped the step of the batches so far
+            self._batches, self._n = [], 0
+        self._overflow = not finite
+        n_new = sum(len(y) for _, y in self.walk.batches.chunks(batch))
+        if self._batches:  # accumulation: the mean over micro-batches, weighted by size
+            self._loss = (self._loss * self._n + value * n_new) / (self._n + n_new)
         else:
             self._loss = value
-        self._chunks.append(tuple(batch))
+        self._batches.append(batch)
+        self._n += n_new
 
     def remove(self) -> None:
         for handle in self._handles:
@@ -67,16 +76,16 @@ class Attachment:
         self._handles = []
 
     def _before(self, optimizer, args, kwargs) -> None:
-        if self._batch_probes and not self._chunks and self.walk.wants():
+        if self._batch_probes and not self._batches and self.walk.wants():
             raise ConfigError(
                 f"Walk.attach: probes {', '.join(self._batch_probes)} evaluate on the step's "
-                f"batch: expected hooks.record(loss, (x, y)) before optimizer.step(), got no "
+                f"batch: expected hooks.record(loss, batch) before optimizer.step(), got no "
                 f"batch (or switch them off, e.g. walk economy='off', line_sources=('probe',))"
             )
-        self.walk.before_step(self._loss, self._chunks)
+        self.walk.before_step(self._loss, self._batches)
 
     def _after(self, optimizer, args, kwargs) -> None:
-        self._loss, self._chunks = math.nan, []
+        self._loss, self._batches, self._n, self._overflow = math.nan, [], 0, False
         self.walk.after_step(optimizer)
 
 

@@ -14,6 +14,7 @@ Other modules (dropout) are always in eval mode while probing.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -22,7 +23,6 @@ from torch.nn.modules.dropout import _DropoutNd
 from sgdwalk.errors import ConfigError
 
 BN_POLICIES = ("batch", "recalibrate", "eval")
-Chunks = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 class BNPolicy:
@@ -38,7 +38,6 @@ class BNPolicy:
         if policy not in BN_POLICIES:
             raise ConfigError(f"bn_policy: expected one of {BN_POLICIES}, got {policy!r}")
         self.policy = policy
-        self.model = model
         self._modules = list(model.modules())
         self._bns = [m for m in self._modules if isinstance(m, _BatchNorm)]
         self._bn_set = set(self._bns)
@@ -82,8 +81,9 @@ class BNPolicy:
         """
         return not self.has_dropout and (not self._bns or self.policy == "batch")
 
-    def recalibrate(self, chunks: Chunks) -> None:
-        """Reset the BN buffers in use and average fresh statistics over `chunks` (momentum
+    def recalibrate(self, forwards: list[Callable[[], object]]) -> None:
+        """Reset the BN buffers in use and average fresh statistics over the forwards of a
+        source's chunks (each a call without arguments: `LossEvaluator.inputs`; momentum
         None: the cumulative mean over the chunks); then BN is left in eval mode.
 
         Call it inside a reparametrised scope whose BN buffers are scratch copies: it writes
@@ -100,8 +100,8 @@ class BNPolicy:
                 m.momentum = None
                 m.training = True
             with torch.no_grad():
-                for x, _ in chunks:
-                    self.model(x)
+                for forward in forwards:
+                    forward()
         finally:
             for m, momentum in zip(self._bns, momenta):
                 m.momentum = momentum

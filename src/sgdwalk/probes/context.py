@@ -35,7 +35,7 @@ class StepContext:
     theta_next: torch.Tensor  # theta_{t+1}
     update: torch.Tensor  # u_t
     grad: torch.Tensor  # g_t
-    batch: list[tuple[torch.Tensor, torch.Tensor]]  # the step's batch, as (x, y) chunks
+    batch: list[tuple]  # the step's batch, as chunks of the walk's BatchFormat (probes/batch.py)
     layout: ParamLayout
     evaluator: LossEvaluator
     generator: torch.Generator  # reserved for probes; never the training RNG

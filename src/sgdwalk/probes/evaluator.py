@@ -8,8 +8,10 @@ and only rewrites the scratch vector between points, so each point costs the for
 nothing else.
 
 Data is named or given: a source name ("probe", "heldout": the chunks the Walk was given,
-put once in the sweeps' memory format and kept) or a list of (x, y) chunks (the step's
-batch). Around the forwards: BatchNorm and dropout follow `bn_policy.BNPolicy`
+put once in the sweeps' memory format and kept) or a list of chunks (the step's batch).
+What a chunk is and how the model is called on it is the `batch.BatchFormat` (an (x, y)
+pair called as model(x) by default; dict batches and models that compute their own loss:
+`sgdwalk.probes.batch`). Around the forwards: BatchNorm and dropout follow `bn_policy.BNPolicy`
 (docs/bn_policy.md), 4-d inputs of sweeps `memory_format.SweepFormat`. Derivatives:
 `hessian` (an `sgdwalk.hessian.Hessian`, with the gradient), `directional_derivative`
 (forward mode) and `loss_function` (one graph).
@@ -35,12 +37,13 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from sgdwalk.errors import ConfigError
 from sgdwalk.functional.flat import ParamLayout
 from sgdwalk.hessian import Hessian, ModelFn
-from sgdwalk.losses import ROW_WISE, Loss, cross_entropy, per_example
+from sgdwalk.losses import cross_entropy
+from sgdwalk.probes.batch import BatchFormat, Pairs
 from sgdwalk.probes.bn_policy import BNPolicy
 from sgdwalk.probes.memory_format import SweepFormat
 
-Chunks = list[tuple[torch.Tensor, torch.Tensor]]
-Data = str | Sequence[tuple[torch.Tensor, torch.Tensor]]  # a source name, or chunks
+Chunks = list[tuple]  # (inputs, targets) pairs of the BatchFormat
+Data = str | Sequence[tuple]  # a source name, or chunks
 AUTOCAST = ("off", "bf16")  # walk.probe_autocast: the no-grad sweeps' forwards
 _BATCHED_LOSS_MAX = 2**22  # most outputs a sweep buffers to apply the loss once (16 MiB f32)
 
@@ -60,24 +63,25 @@ class _Scope(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, body: Callable[[], None]) -> None:
-        body()
+    def forward(self, body: Callable[[], object]):
+        return body()
 
 
 class _Sweep:
     """The forwards of one sweep and their per-example losses: `count` points (`place(i)`
     sets the scratch vector to point i) on `chunks`, run inside one reparametrisation.
 
-    For a row-wise loss the outputs of all points are kept and the loss is applied once to
-    all of them, when they fit in _BATCHED_LOSS_MAX numbers (decided at the first output);
-    otherwise each chunk's losses are written into the (count, N) result as they come.
+    For a row-wise loss (of (x, y) chunks) the outputs of all points are kept and the loss
+    is applied once to all of them, when they fit in _BATCHED_LOSS_MAX numbers (decided at
+    the first output); otherwise each chunk's losses are written into the (count, N) result
+    as they come.
     """
 
     def __init__(self, ev: LossEvaluator, place: Callable[[int], object], count: int,
                  chunks: Chunks):
         self.ev, self.place, self.count, self.chunks = ev, place, count, chunks
         self.n = sum(len(y) for _, y in chunks)
-        self.batched = ev.loss_fn in ROW_WISE
+        self.batched = ev.batches.row_wise
         self.kept: list[torch.Tensor] = []
         self.out = None if self.batched else ev._losses_out(count, self.n)
 
@@ -85,11 +89,11 @@ class _Sweep:
         for i in range(self.count):
             self.place(i)
             if self.ev.bn.recalibrates:
-                self.ev.bn.recalibrate(self.chunks)
+                self.ev.bn.recalibrate(self.ev.inputs(self.chunks))
             j = 0
             for x, y in self.chunks:
                 with self.ev.autocast():
-                    z = self.ev.model(x)
+                    z = self.ev.batches.forward(self.ev.model, x)
                 self._keep(i, j, z.to(self.ev.scratch.dtype), y)  # losses in the model's dtype
                 j += len(y)
 
@@ -101,7 +105,7 @@ class _Sweep:
         if self.batched:
             self.kept.append(z)
         else:
-            self.out[i, j : j + len(y)] = per_example(self.ev.loss_fn, z, y)
+            self.out[i, j : j + len(y)] = self.ev.batches.losses(z, y)
 
     def losses(self) -> torch.Tensor:
         """(count, N) losses in the scratch vector's dtype."""
@@ -112,7 +116,7 @@ class _Sweep:
         chunks = self.chunks
         y_all = chunks[0][1] if len(chunks) == 1 else torch.cat([y for _, y in chunks])
         y_all = y_all.repeat(self.count) if self.count > 1 else y_all
-        losses = per_example(self.ev.loss_fn, z, y_all).view(self.count, self.n)
+        losses = self.ev.batches.losses(z, y_all).view(self.count, self.n)
         if losses.dtype == self.ev.scratch.dtype:
             return losses
         return self.ev._losses_out(self.count, self.n).copy_(losses)
@@ -124,11 +128,14 @@ class LossEvaluator:
     Args:
         model: the trained module; only its `training` flags are toggled (and restored).
         layout: where each trainable parameter lives in a flat vector.
-        loss_fn: (output, target) -> per-example losses (N,) (`sgdwalk.losses`).
+        batches: how chunks are made and the model called on them, and the per-example
+            loss (`sgdwalk.probes.batch`); default (x, y) pairs with
+            `sgdwalk.losses.cross_entropy`.
         bn_policy: "batch" | "recalibrate" | "eval".
-        sources: named data, each a list of (x, y) chunks on the model's device.
+        sources: named data, each a list of chunks on the model's device.
         memory_format: of 4-d inputs in no-grad sweeps: "channels_last", "contiguous" (as
-            given), or "auto": channels_last for a CPU model with Conv2d layers.
+            given), or "auto": channels_last for a CPU model with Conv2d layers; inputs that
+            are not tensors (dict batches) are kept as given.
         autocast: "off", or "bf16": the forwards of no-grad sweeps (line, economy's f(1),
             barriers) under `torch.autocast` to bfloat16, their outputs cast back to the
             model's dtype before the loss; derivatives always in the model's dtype. Its
@@ -139,7 +146,7 @@ class LossEvaluator:
         self,
         model: torch.nn.Module,
         layout: ParamLayout,
-        loss_fn: Loss = cross_entropy,
+        batches: BatchFormat | None = None,
         bn_policy: str = "batch",
         sources: dict[str, Chunks] | None = None,
         memory_format: str = "auto",
@@ -150,12 +157,13 @@ class LossEvaluator:
                               f"got {autocast!r}")
         self.model = model
         self.layout = layout
-        self.loss_fn = loss_fn
+        self.batches = batches if batches is not None else Pairs(cross_entropy)
         self.bn = BNPolicy(model, bn_policy)
         self.sources: dict[str, Chunks] = {k: list(v) for k, v in (sources or {}).items()}
         first = next(p for p in model.parameters() if p.requires_grad)
         self.scratch = layout.empty(first.detach())
-        self.format = SweepFormat(memory_format, model, self.scratch.device)
+        self.format = SweepFormat(memory_format if self.batches.tensor_inputs else "contiguous",
+                                  model, self.scratch.device)
         self.autocast_dtype = {"off": None, "bf16": torch.bfloat16}[autocast]
         self._swept: dict[str, Chunks] = {}  # source name -> its chunks in the sweep format
         # Tied parameters appear once in the layout; give every alias the same view, so the
@@ -255,33 +263,37 @@ class LossEvaluator:
 
     # -- differentiable evaluation ---------------------------------------------------
     def model_fn(self, theta: torch.Tensor, data: Data, twice: bool = True) -> ModelFn:
-        """The model as a function (flat, x) -> output, in probing mode. Under "recalibrate"
-        its BN statistics are those of theta on `data`, computed without gradient and held
-        fixed (so derivatives treat them as constants). `twice`: its forwards run under
-        `second_order()` (attention on the math path), as second and forward-mode
-        derivatives need; False keeps fused attention, for first derivatives only."""
+        """The model as a function (flat, inputs) -> output (`batches.forward`), in probing
+        mode. Under "recalibrate" its BN statistics are those of theta on `data`, computed
+        without gradient and held fixed (so derivatives treat them as constants). `twice`:
+        its forwards run under `second_order()` (attention on the math path), as second and
+        forward-mode derivatives need; False keeps fused attention, for first derivatives
+        only."""
         buffers = self._fixed_buffers(theta, self._chunks(data))
         order = second_order if twice else contextlib.nullcontext
 
-        def forward(flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        def forward(flat: torch.Tensor, x) -> torch.Tensor:
             state = {**self._with_aliases(self.layout.views(flat)), **buffers}
             with self.bn.probing(), order():
-                return functional_call(self.model, state, (x,), tie_weights=False)
+                return functional_call(
+                    self._scope, {f"model.{k}": v for k, v in state.items()},
+                    (functools.partial(self.batches.forward, self.model, x),), tie_weights=False)
 
         return forward
 
     def hessian(self, data: Data, theta: torch.Tensor) -> Hessian:
         """The Hessian of the mean loss over `data` at theta (with its gradient), under the
         BN policy: `H @ v`, `H.gradient_and_matvec(v)`, `H.gradient_and_loss()`."""
-        return Hessian(self.model_fn(theta, data), self.loss_fn, theta, self._chunks(data))
+        return Hessian(self.model_fn(theta, data), self.batches.losses, theta,
+                       self._chunks(data))
 
     def gradients(self, groups: Sequence[Data], theta: torch.Tensor) -> torch.Tensor:
         """Gradients of the mean loss of each group of chunks at theta: (len(groups), P)."""
         out = torch.empty(len(groups), theta.numel(), dtype=theta.dtype, device=theta.device)
         for i, group in enumerate(groups):
             chunks = self._chunks(group)
-            first = Hessian(self.model_fn(theta, chunks, twice=False), self.loss_fn, theta,
-                            chunks)
+            first = Hessian(self.model_fn(theta, chunks, twice=False), self.batches.losses,
+                            theta, chunks)
             out[i] = first.gradient_and_loss()[0]
         return out
 
@@ -310,7 +322,7 @@ class LossEvaluator:
 
         def f(theta_flat: torch.Tensor) -> torch.Tensor:
             forward = self.model_fn(theta_flat, chunks)
-            total = sum(per_example(self.loss_fn, forward(theta_flat, x), y).sum()
+            total = sum(self.batches.losses(forward(theta_flat, x), y).sum()
                         for x, y in chunks)
             return total / n
 
@@ -335,6 +347,10 @@ class LossEvaluator:
             self._swept[data] = self.format.convert(self._chunks(data), self._takes_channels_last)
         return self._swept[data]
 
+    def inputs(self, chunks: Chunks) -> list[Callable[[], object]]:
+        """The forwards of `chunks` as calls without arguments (what BN recalibration runs)."""
+        return [functools.partial(self.batches.forward, self.model, x) for x, _ in chunks]
+
     def _takes_channels_last(self, x: torch.Tensor) -> bool:
         """Whether the model runs on the channels_last input x (a trial forward)."""
         try:
@@ -358,6 +374,6 @@ class LossEvaluator:
         state = {**self._with_aliases(self.layout.views(theta.detach())), **buffers}
         with torch.no_grad(), self.bn.probing():
             functional_call(self._scope, {f"model.{k}": v for k, v in state.items()},
-                            (functools.partial(self.bn.recalibrate, chunks),),
+                            (functools.partial(self.bn.recalibrate, self.inputs(chunks)),),
                             tie_weights=False)
         return buffers

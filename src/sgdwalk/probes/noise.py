@@ -73,20 +73,16 @@ class GradientNoise(Probe):
         return {"noise_trace": trace, "noise_grad_sq": g2, "noise_snr": snr}
 
     def trace(self, ctx: StepContext) -> float:
-        import torch
-
         from sgdwalk.functional.noise import minibatch_noise_trace
 
         if ctx.full_batch:
             return math.nan
-        if len(ctx.batch) == 1:
-            x, y = ctx.batch[0]
-        else:
-            x = torch.cat([c[0] for c in ctx.batch])
-            y = torch.cat([c[1] for c in ctx.batch])
-        b = len(y) // self.m
+        batches = ctx.evaluator.batches  # cuts any kind of batch into examples
+        n = sum(len(y) for _, y in ctx.batch)
+        b = n // self.m
         if b < 2:
             return math.nan
-        groups = [[(x[i * b : (i + 1) * b], y[i * b : (i + 1) * b])] for i in range(self.m)]
+        whole = [batches.take(ctx.batch, 0, n)]
+        groups = [[batches.take(whole, i * b, (i + 1) * b)] for i in range(self.m)]
         grads = ctx.evaluator.gradients(groups, ctx.theta)
         return minibatch_noise_trace(grads, b, ctx.batch_size)

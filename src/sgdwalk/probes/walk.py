@@ -11,7 +11,12 @@
     walk.table()                         # one row per step, or see the run store
 
 or, in one line per step: `loss = walk.step(optimizer, x, y)` (which trains on the walk's
-loss_fn, the one its probes measure).
+loss_fn, the one its probes measure; `walk.step(optimizer, batch)` for a dict batch).
+
+A batch is (x, y) by default; dict batches (`labels=`) and models that compute their own
+loss (`per_example_loss=`) go through one adapter, `sgdwalk.probes.batch`. With a
+`torch.amp.GradScaler`, give `before_step` the scaler and the optimizer: the walk then
+measures the unscaled gradient (or use `attach`, whose hooks fire after the unscaling).
 
 The walk only copies parameters into its own buffers and evaluates moved parameters on
 scratch copies, so the trajectory is bit-identical with and without it. It runs each
@@ -26,8 +31,9 @@ import torch
 
 from sgdwalk.errors import ConfigError
 from sgdwalk.functional.flat import ParamLayout, params_of
-from sgdwalk.losses import Loss, cross_entropy, per_example
+from sgdwalk.losses import Loss, cross_entropy
 from sgdwalk.probes.base import Probe
+from sgdwalk.probes.batch import BatchFormat, batch_format
 from sgdwalk.probes.context import StepContext
 from sgdwalk.probes.evaluator import LossEvaluator
 
@@ -42,9 +48,15 @@ class Walk:
         loss_fn: (output, target) -> per-example losses (N,): `sgdwalk.losses.cross_entropy`
             (default), `sgdwalk.losses.mse`, or one's own (reduction="none"). `step` trains
             on its mean and every probe measures it; a reducing loss is refused at first use.
-        probe_set: (x, y) tensors of the fixed probe set, or a sequence of (x, y) chunks.
+        labels: batches are dicts (Hugging Face style): the key of the targets; the model
+            is called on the other keys, `loss_fn(model(**others), batch[labels])`.
+        per_example_loss: (model, batch) -> per-example losses (N,), in place of loss_fn
+            and labels, for any batch (dict, tuple); `sgdwalk.probes.batch.model_loss`
+            reads a model's own `model(**batch).loss`, which must then be per-example.
+        probe_set: the fixed probe set: one batch (split into chunks of probe_batch), a
+            list of batches (chunks as given), or an object with .x and .y tensors.
         heldout: the same for held-out data (line source "heldout").
-        probe_batch: chunk size for a probe set given as one pair of tensors.
+        probe_batch: chunk size for a probe set given as one batch.
         bn_policy: BatchNorm policy while probing: "batch" | "recalibrate" | "eval"
             (docs/bn_policy.md); None: the WalkConfig's when `probes` is one, else "batch".
         sink: callable(step, values) receiving each step's values (a RunStore's `log`);
@@ -64,6 +76,8 @@ class Walk:
         model: torch.nn.Module,
         probes="cheap",
         loss_fn: Loss = cross_entropy,
+        labels: str | None = None,
+        per_example_loss: Callable | None = None,
         probe_set=None,
         heldout=None,
         probe_batch: int = 256,
@@ -82,16 +96,16 @@ class Walk:
         self.probes: list[Probe] = run_order(
             probes if isinstance(probes, (list, tuple)) else build_probes(probes, steps_per_epoch)
         )
-        self.loss_fn = loss_fn
+        self.batches: BatchFormat = batch_format(loss_fn, labels, per_example_loss)
         sources = {}
         if probe_set is not None:
-            sources["probe"] = _chunks(probe_set, probe_batch)
+            sources["probe"] = _chunks(self.batches, probe_set, probe_batch)
         if heldout is not None:
-            sources["heldout"] = _chunks(heldout, probe_batch)
+            sources["heldout"] = _chunks(self.batches, heldout, probe_batch)
         self.evaluator = LossEvaluator(
             model,
             self.layout,
-            loss_fn,
+            self.batches,
             bn_policy or getattr(probes, "bn_policy", "batch"),
             sources,
             memory_format,
@@ -121,33 +135,46 @@ class Walk:
         return any(p.tracks_history or p.schedule(step) for p in self.probes)
 
     def before_step(
-        self, loss, batch, batch_size: int | None = None, full_batch: bool = False
+        self, loss, batch, batch_size: int | None = None, full_batch: bool = False,
+        scaler=None, optimizer: torch.optim.Optimizer | None = None,
     ) -> None:
         """Call after backward, before `optimizer.step()`: snapshot theta_t and g_t.
 
         Args:
             loss: the mini-batch mean loss at theta_t (tensor or float).
-            batch: (x, y), or a list of (x, y) chunks that together made the gradient.
+            batch: the step's batch ((x, y), a dict, ...: see `labels` and
+                `per_example_loss`), or a list of the micro-batches that made the gradient.
             batch_size: examples in the batch (default: counted from the chunks).
             full_batch: the batch is the whole training set (GD): it has no sampling noise.
+            scaler, optimizer: the `torch.amp.GradScaler` that scaled the loss and the
+                optimizer it will step. g_t is then the gradient the optimizer applies:
+                divided by the scale, as `scaler.unscale_(optimizer)` divides it, unless
+                that already ran; a step the scaler will skip (a gradient with inf or NaN)
+                is not a walk step (`after_step` then returns {}).
         """
-        chunks = _as_chunks(batch)
+        chunks = self.batches.chunks(batch)
+        inv_scale = _inv_scale(scaler, optimizer)
         if self.wants():
             self._flatten(self._params, self._theta)
             self._flatten(
                 [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._params],
                 self._grad,
             )
+            if inv_scale is not None:
+                self._grad.mul_(inv_scale)
+        skipped = scaler is not None and not self.grads_finite()
         n = batch_size if batch_size is not None else sum(len(y) for _, y in chunks)
         loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
-        self._pending = (float(loss), chunks, n, bool(full_batch))
+        self._pending = (float(loss), chunks, n, bool(full_batch), skipped)
 
     def after_step(self, optimizer: torch.optim.Optimizer | None = None, lr: float | None = None):
         """Call after `optimizer.step()`: run the scheduled probes; return their values."""
         if self._pending is None:
             raise RuntimeError("Walk.after_step: expected a before_step call first, got none")
-        loss, chunks, n, full_batch = self._pending
+        loss, chunks, n, full_batch, skipped = self._pending
         self._pending = None
+        if skipped:
+            return {}
         if not self._header_done:
             self._header_done = True
             header = {k: v for p in self.probes for k, v in p.header().items()}
@@ -204,16 +231,25 @@ class Walk:
 
         return attach(self, optimizer)
 
-    def step(self, optimizer, x, y) -> torch.Tensor:
-        """One training step on the mean of the walk's loss_fn, with the walk around it;
-        returns the batch loss."""
+    def step(self, optimizer, *batch) -> torch.Tensor:
+        """One training step on the mean of the walk's per-example loss, with the walk
+        around it: `step(optimizer, x, y)` or `step(optimizer, batch)`; returns the batch
+        loss."""
+        batch = batch[0] if len(batch) == 1 else batch
         optimizer.zero_grad(set_to_none=True)
-        loss = per_example(self.loss_fn, self.model(x), y).mean()
+        fmt = self.batches
+        loss = torch.cat([fmt.losses(fmt.forward(self.model, x), y)
+                          for x, y in fmt.chunks(batch)]).mean()
         loss.backward()
-        self.before_step(loss.detach(), (x, y))
+        self.before_step(loss.detach(), batch)
         optimizer.step()
         self.after_step(optimizer)
         return loss.detach()
+
+    def grads_finite(self) -> bool:
+        """Whether every gradient of the walked parameters is finite (a GradScaler skips
+        the step otherwise)."""
+        return all(bool(p.grad.isfinite().all()) for p in self._params if p.grad is not None)
 
     def _flatten(self, tensors: list[torch.Tensor], flat: torch.Tensor) -> None:
         torch._foreach_copy_(self._views[id(flat)], [t.detach() for t in tensors])
@@ -285,20 +321,34 @@ def _check_sources(probes: Sequence[Probe], available: dict) -> None:
                 )
 
 
-def _as_chunks(batch) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[0], torch.Tensor):
-        return [batch]
-    return list(batch)
-
-
-def _chunks(data, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(x, y) tensors -> fixed chunks of `size`; a sequence of chunks is kept as given."""
+def _chunks(batches: BatchFormat, data, size: int) -> list[tuple]:
+    """One batch -> fixed chunks of `size` examples; a list of batches is kept as given."""
     if hasattr(data, "x") and hasattr(data, "y"):
         data = (data.x, data.y)
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        x, y = data
-        return list(zip(x.split(size), y.split(size)))
-    return list(data)
+    chunks = batches.chunks(data)
+    if len(chunks) != 1 or isinstance(data, list) and len(data) == 1:
+        return chunks
+    n = len(chunks[0][1])
+    return [batches.take(chunks, i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def _inv_scale(scaler, optimizer) -> torch.Tensor | None:
+    """1 / the scaler's scale as `GradScaler.unscale_` computes it (float32), or None when
+    there is no scaler, it is disabled, or it has already unscaled this optimizer's
+    gradients."""
+    if scaler is None or not scaler.is_enabled():
+        return None
+    if optimizer is None:
+        raise ConfigError("Walk.before_step: expected optimizer= with scaler= (to know "
+                          "whether scaler.unscale_(optimizer) ran), got none")
+    from torch.amp.grad_scaler import OptState
+
+    # .get: reading the scaler's defaultdict must not add a state to it
+    state = scaler._per_optimizer_states.get(id(optimizer))
+    if state is not None and state["stage"] is not OptState.READY:
+        return None
+    scale = torch.tensor(scaler.get_scale(), dtype=torch.float64)
+    return scale.reciprocal().float()
 
 
 def _cuda_devices(t: torch.Tensor) -> Sequence[int]:
