@@ -183,8 +183,10 @@ def test_longer_sequences_than_the_block_are_refused():
 @pytest.mark.parametrize("override, message", [
     ("model.n_embd=130", "model.n_embd: expected a multiple of model.n_head (4), got 130"),
     ("model.n_head=0", "model.n_head: expected an integer in [1, 1024], got 0"),
-    ("model.n_layer=2000", "model.n_layer: expected an integer in [1, 1024], got 2000"),
-    ("model.n_embd=100000", "model.n_embd: expected an integer in [1, 65536], got 100000"),
+    ("model.n_layer=2000", "model.n_layer: expected at most 1,024 (transformer blocks in "
+                           "memory), got 2000"),
+    ("model.n_embd=100000", "model.n_embd: expected at most 65,536 (width of the residual "
+                            "stream; weights grow with the square), got 100000"),
     ("model.block_size=0", "model.block_size: expected an integer in [1, 1048576], got 0"),
     ("model.dropout=1", "model.dropout: expected a number in [0, 1), got 1.0"),
     ("model.dropout=-0.1", "model.dropout: expected a number in [0, 1), got -0.1"),

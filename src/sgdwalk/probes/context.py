@@ -49,11 +49,15 @@ class StepContext:
 
     @property
     def grad_dot_update(self) -> float:
-        """f'(0) = <g_t, u_t>, the slope of the batch line at a = 0 (free)."""
-        if "grad_dot_update" not in self.cache:
-            from sgdwalk.functional.vector import dot64
+        """f'(0) = <g_t, u_t>, the slope of the batch line at a = 0 (free).
 
-            self.cache["grad_dot_update"] = dot64(self.grad, self.update)
+        Per-layer float64 sums added over layers, the trajectory's own reduction (which
+        fills this cache when it runs): a probe reads the same bits with or without it."""
+        if "grad_dot_update" not in self.cache:
+            from sgdwalk.functional.vector import segment_pair_dots
+
+            layers = segment_pair_dots([(self.grad, self.update)], self.layout.layer_bounds)
+            self.cache["grad_dot_update"] = float(layers[:, 0].cpu().numpy().sum())
         return self.cache["grad_dot_update"]
 
     def batch_losses_next(self) -> torch.Tensor:
