@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sgdwalk.errors import ConfigError
-from sgdwalk.probes.base import Probe
 from sgdwalk.probes.checks import expect, expect_float32, expect_positive
 from sgdwalk.probes.registry import register_probe
+from sgdwalk.probes.sharpness import WarmLanczos
 
 if TYPE_CHECKING:
     import torch
@@ -103,51 +103,28 @@ def adam_preconditioner(optimizer, params, like: torch.Tensor) -> tuple[torch.Te
 @register_probe("precond_sharpness", schedule="every:100", preset=None,
                 settings=PrecondSharpnessSettings,
                 summary="top eigenvalues of P^-1 H for Adam/AdamW (Lanczos) + u^T H u / u^T P u")
-class PrecondSharpness(Probe):
-    """Top-k eigenvalues of P^-1 H (probe set) and the step's curvature in P's geometry.
-
-    Args:
-        schedule: step -> bool.
-        k: eigenvalues wanted.
-        tol: relative residual that stops Lanczos.
-        max_iter: most matvecs per measurement (>= k).
-        source: evaluator source whose Hessian is analysed ("probe").
-    """
+class PrecondSharpness(WarmLanczos):
+    """Top-k eigenvalues of P^-1 H (probe set) and the step's curvature in P's geometry
+    (the arguments are WarmLanczos's)."""
 
     def __init__(self, schedule=None, k: int = 1, tol: float = 1e-3, max_iter: int = 50,
                  source: str = "probe"):
-        super().__init__(schedule)
-        if not 1 <= k <= max_iter:
-            raise ValueError(f"PrecondSharpness: expected 1 <= k <= max_iter, got k={k}, "
-                             f"max_iter={max_iter}")
-        self.k, self.tol, self.max_iter = int(k), float(tol), int(max_iter)
+        super().__init__(schedule, k, tol, max_iter, source)
         self.sources = (source, "batch")
-        self.vectors: torch.Tensor | None = None  # (k, P) previous eigenvectors of S
 
     @classmethod
     def from_config(cls, cfg, schedule) -> PrecondSharpness:
         return cls(schedule, cfg.precond_k, cfg.precond_tol, cfg.precond_max_iter)
 
     def observe(self, ctx: StepContext) -> dict:
-        from sgdwalk.functional.lanczos import lanczos
         from sgdwalk.functional.vector import dot64
 
         theta, u = ctx.theta, ctx.update
         p, beta1 = adam_preconditioner(ctx.optimizer, ctx.params, theta)
         d = p.rsqrt()  # P^-1/2
         hessian = ctx.evaluator.hessian(ctx.data(self.sources[0]), theta)
-        res = lanczos(
-            lambda w: d * (hessian @ (d * w)),
-            dim=theta.numel(),
-            k=min(self.k, theta.numel()),
-            tol=self.tol,
-            max_iter=self.max_iter,
-            v0=self.vectors,
-            generator=ctx.generator,
-            dtype=theta.dtype,
-            device=theta.device,
-        )
-        self.vectors = res.eigenvectors.detach().clone()
+        with hessian.kept() as op:  # one backward per product; the graph freed after
+            res = self.solve(ctx, lambda w: d * (op @ (d * w)))
         eigs = res.eigenvalues.double().cpu()
         lam = float(eigs[0])
         uhu = dot64(u, ctx.evaluator.hessian(ctx.batch, theta) @ u)
@@ -163,9 +140,3 @@ class PrecondSharpness(Probe):
             "pcurv_kappa": kappa,
             "pcurv_lr_kappa": ctx.lr * kappa,
         }
-
-    def state_dict(self) -> dict:
-        return {"vectors": self.vectors}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.vectors = state["vectors"]

@@ -57,11 +57,9 @@ class SharpnessSettings:
                f"at most sharpness_max_iter ({self.sharpness_max_iter})", self.sharpness_k)
 
 
-@register_probe("sharpness", schedule="every:100", preset="curvature",
-                settings=SharpnessSettings,
-                summary="top-k Hessian eigenvalues (Lanczos) + gradient alignment")
-class Sharpness(Probe):
-    """Top-k Hessian eigenpairs of the probe-set loss by warm-started Lanczos.
+class WarmLanczos(Probe):
+    """A probe that tracks the top-k eigenpairs of a symmetric operator by Lanczos, warm-
+    started from its previous eigenvectors (part of its checkpointed state).
 
     Args:
         schedule: step -> bool.
@@ -75,35 +73,45 @@ class Sharpness(Probe):
                  source: str = "probe"):
         super().__init__(schedule)
         if not 1 <= k <= max_iter:
-            raise ValueError(
-                f"Sharpness: expected 1 <= k <= max_iter, got k={k}, max_iter={max_iter}"
-            )
+            raise ValueError(f"{type(self).__name__}: expected 1 <= k <= max_iter, got k={k}, "
+                             f"max_iter={max_iter}")
         self.k, self.tol, self.max_iter = int(k), float(tol), int(max_iter)
         self.sources = (source,)
         self.vectors: torch.Tensor | None = None  # (k, P) previous Ritz vectors (warm start)
+
+    def solve(self, ctx: StepContext, matvec):
+        """Lanczos on `matvec` (P -> P) from the previous eigenvectors; keeps the new ones."""
+        from sgdwalk.functional.lanczos import lanczos
+
+        theta = ctx.theta
+        res = lanczos(matvec, dim=theta.numel(), k=min(self.k, theta.numel()), tol=self.tol,
+                      max_iter=self.max_iter, v0=self.vectors, generator=ctx.generator,
+                      dtype=theta.dtype, device=theta.device)
+        self.vectors = res.eigenvectors.detach().clone()
+        return res
+
+    def state_dict(self) -> dict:
+        return {"vectors": self.vectors}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vectors = state["vectors"]
+
+
+@register_probe("sharpness", schedule="every:100", preset="curvature",
+                settings=SharpnessSettings,
+                summary="top-k Hessian eigenvalues (Lanczos) + gradient alignment")
+class Sharpness(WarmLanczos):
+    """Top-k Hessian eigenpairs of the probe-set loss by warm-started Lanczos (the
+    arguments are WarmLanczos's)."""
 
     @classmethod
     def from_config(cls, cfg, schedule) -> Sharpness:
         return cls(schedule, cfg.sharpness_k, cfg.sharpness_tol, cfg.sharpness_max_iter)
 
     def observe(self, ctx: StepContext) -> dict:
-        from sgdwalk.functional.lanczos import lanczos
-
-        theta = ctx.theta
-        hessian = ctx.evaluator.hessian(ctx.data(self.sources[0]), theta)
+        hessian = ctx.evaluator.hessian(ctx.data(self.sources[0]), ctx.theta)
         with hessian.kept() as op:  # one backward per product; the graph freed after
-            res = lanczos(
-                lambda v: op @ v,
-                dim=theta.numel(),
-                k=min(self.k, theta.numel()),
-                tol=self.tol,
-                max_iter=self.max_iter,
-                v0=self.vectors,
-                generator=ctx.generator,
-                dtype=theta.dtype,
-                device=theta.device,
-            )
-        self.vectors = res.eigenvectors.detach().clone()
+            res = self.solve(ctx, lambda v: op @ v)
         eigs = res.eigenvalues.double().cpu()
         g = ctx.grad.double()
         gg = float(g @ g)
@@ -118,9 +126,3 @@ class Sharpness(Probe):
             "align_top1": float(proj[0] ** 2) / gg if gg > 0 else nan,
             "align_topk": float(proj @ proj) / gg if gg > 0 else nan,
         }
-
-    def state_dict(self) -> dict:
-        return {"vectors": self.vectors}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.vectors = state["vectors"]
