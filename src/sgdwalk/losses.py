@@ -76,13 +76,17 @@ ROW_WISE = frozenset({cross_entropy, mse})  # each row's loss depends on that ro
 
 def per_example(loss_fn: Loss, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """`loss_fn(output, target)`, checked to be per-example losses of shape (N,)."""
-    losses = loss_fn(output, target)
-    n = len(output)
+    return expect_per_example(loss_fn(output, target), len(output), "loss_fn",
+                              "pass reduction='none', or use sgdwalk.losses.cross_entropy "
+                              "or .mse")
+
+
+def expect_per_example(losses, n: int, where: str, fix: str) -> torch.Tensor:
+    """`losses` if it is a (n,) tensor; else a one-line ConfigError that starts with
+    `where` and ends with how to `fix` it (a reduced loss is the usual cause)."""
     if not isinstance(losses, torch.Tensor) or tuple(losses.shape) != (n,):
         got = f"shape {tuple(losses.shape)}" if isinstance(losses, torch.Tensor) else (
             type(losses).__name__)
-        raise ConfigError(
-            f"loss_fn: expected per-example losses of shape ({n},), got {got}: a reduced "
-            "loss? pass reduction='none', or use sgdwalk.losses.cross_entropy or .mse"
-        )
+        raise ConfigError(f"{where}: expected per-example losses of shape ({n},), got {got}: "
+                          f"a reduced loss? {fix}")
     return losses

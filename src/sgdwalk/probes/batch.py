@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import torch
 
 from sgdwalk.errors import ConfigError
-from sgdwalk.losses import ROW_WISE, Loss, per_example
+from sgdwalk.losses import ROW_WISE, Loss, expect_per_example, per_example
 
 Chunk = tuple[Any, Any]  # (inputs, targets), len(targets) examples
 
@@ -150,17 +150,11 @@ class ExampleLosses:
         return [(e, e) for e in (b if isinstance(b, Examples) else Examples(b) for b in parts)]
 
     def forward(self, model, inputs: Examples) -> torch.Tensor:
-        losses = self.fn(model, inputs.data)
         n = len(inputs)
-        if not isinstance(losses, torch.Tensor) or tuple(losses.shape) != (n,):
-            got = f"shape {tuple(losses.shape)}" if isinstance(losses, torch.Tensor) else (
-                type(losses).__name__)
-            raise ConfigError(
-                f"{self.what}: expected per-example losses of shape ({n},), got {got}: a "
-                f"reduced loss? give Walk(..., per_example_loss=fn) with fn(model, batch) -> "
-                f"({n},) losses, or a loss with reduction='none'"
-            )
-        return losses
+        return expect_per_example(
+            self.fn(model, inputs.data), n, self.what,
+            f"give Walk(..., per_example_loss=fn) with fn(model, batch) -> ({n},) losses, or "
+            "a loss with reduction='none'")
 
     def losses(self, output, targets) -> torch.Tensor:
         return output
