@@ -152,3 +152,9 @@ def test_a_run_whose_config_holds_a_bad_value_is_one_line_naming_the_run(run, co
     config_file.write_text(config_file.read_text().replace("lr = 0.1\n", "lr = -1.0\n"))
     one_line_error(run_cli(command, run), f"run {run}: config.toml: optim.lr: expected a "
                    "finite number > 0, got -1.0")
+
+
+def test_a_run_whose_config_is_nested_thousands_deep_is_one_line_naming_the_run(run):
+    (run / "config.toml").write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    one_line_error(run_cli("claims", run), f"run {run}: config.toml: expected TOML nested at "
+                   "most 32 deep")

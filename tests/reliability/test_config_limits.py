@@ -84,6 +84,14 @@ def test_capturable_is_refused_on_cpu_only():
     assert cfg.optim.kwargs == {"capturable": True}
 
 
+def test_capturable_with_device_auto_is_refused_once_the_parameters_are_on_the_cpu():
+    cfg = load_config(None, ["optim.optimizer=Adam", "optim.kwargs={capturable = true}",
+                             "train.device=auto"])  # auto may be an accelerator: allowed here
+    with pytest.raises(ConfigError, match=r"^optim.kwargs.capturable: expected false or unset "
+                       r"for parameters on the CPU .*got true$"):
+        make_optimizer(cfg.optim, torch.nn.Linear(3, 2).parameters())
+
+
 @pytest.mark.parametrize("optimizer", ["SGD", "Adam"])
 @pytest.mark.parametrize("kwargs", ["{foreach = true}", "{fused = true}"])
 def test_foreach_or_fused_alone_is_accepted_and_steps_on_cpu(optimizer, kwargs):

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import tomllib
 
-from sgdwalk.config import config_from_toml
+from sgdwalk.config import config_from_toml, parse_toml
 from sgdwalk.errors import ConfigError, IncompleteRunError, StoreError
 from sgdwalk.store.folders import find_runs
 from sgdwalk.store.manifest import read_manifest
@@ -115,11 +114,12 @@ def _read(path: Path, root: Path) -> _Stored:
         meta, text = run.meta(), run.config_text()
         scalars = run.scalars().reset_index()
         vectors = {n: run.vectors(n).reset_index() for n in run.names()["vectors"]}
+    try:  # TOML, nested at most MAX_TOML_DEPTH deep (a deeper file exhausts the recursion)
+        config = parse_toml(text, f"run {path}: {CONFIG}")
+    except ConfigError as exc:
+        raise StoreError(str(exc)) from None
     try:
-        config = tomllib.loads(text)
         config_from_toml(text)  # every value valid, as for a run about to train
-    except tomllib.TOMLDecodeError as exc:
-        raise StoreError(f"run {path}: {CONFIG}: expected valid TOML, got {exc}") from None
     except ConfigError as exc:
         raise StoreError(f"run {path}: {CONFIG}: {exc}") from None
     facts = {"run_id": _text(meta.get("run_id")), "run_dir": str(path),

@@ -41,9 +41,21 @@ def make_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
             f"got {cfg.momentum}"
         )
     kwargs.update(cfg.kwargs)
+    params = list(params)
+    if kwargs.get("capturable") and _any_on(params, "cpu"):
+        # config.py refuses it for train.device = "cpu"; "auto" resolves to the CPU here
+        raise ConfigError("optim.kwargs.capturable: expected false or unset for parameters "
+                          "on the CPU (torch steps capturable optimizers on accelerators "
+                          "only), got true")
     try:
         return cls(params, **kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(
             f"optim.kwargs: expected arguments {cfg.optimizer} accepts, got {exc}"
         ) from None
+
+
+def _any_on(params, device_type: str) -> bool:
+    """Whether any parameter (tensors or param-group dicts) is on a `device_type` device."""
+    tensors = (t for p in params for t in (p["params"] if isinstance(p, dict) else [p]))
+    return any(t.device.type == device_type for t in tensors)
