@@ -71,7 +71,9 @@ def sequence_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch
     return per_token.view(n, t).mean(dim=1)
 
 
-ROW_WISE = frozenset({cross_entropy, mse})  # each row's loss depends on that row alone
+# Each row's loss depends on that row alone (a sequence's on that sequence alone), so a
+# sweep may apply the loss once to the outputs of all its points and chunks stacked.
+ROW_WISE = frozenset({cross_entropy, mse, sequence_cross_entropy})
 
 
 def per_example(loss_fn: Loss, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
