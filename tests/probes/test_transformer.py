@@ -119,10 +119,10 @@ def test_dropout_of_zero_keeps_the_training_forward(kit):
     assert not walk.evaluator.reproduces_training_forward
 
 
-@pytest.mark.parametrize("grid", [[0.0], [-0.25, 0.0, 0.5, 1.0, 4.0]])
-def test_sequence_line_sweeps_batched_equal_chunk_by_chunk(kit, monkeypatch, grid):
-    """sequence_cross_entropy is row-wise: a line sweep applies it once to all points' and
-    chunks' outputs stacked, and gets what the chunk-by-chunk sweep gets."""
+def test_sequence_line_sweeps_go_chunk_by_chunk_and_equal_the_written_out_losses(
+        kit, monkeypatch):
+    """sequence_cross_entropy is not in ROW_WISE (stacking its logits is slower): a line
+    sweep applies it per chunk and point, and gets each sequence's loss at each point."""
     import sgdwalk.probes.evaluator as evaluator
 
     model = kit.tiny_gpt()
@@ -131,6 +131,7 @@ def test_sequence_line_sweeps_batched_equal_chunk_by_chunk(kit, monkeypatch, gri
     ev = evaluator.LossEvaluator(model, layout, loss_fn=sequence_cross_entropy)
     theta = kit.flat_params(model)
     u = torch.randn(theta.shape, generator=torch.Generator().manual_seed(4), dtype=theta.dtype)
+    grid = [-0.25, 0.0, 0.5, 1.0, 4.0]
     calls, original = [], evaluator.per_example
 
     def counted(loss_fn, z, y):
@@ -138,17 +139,10 @@ def test_sequence_line_sweeps_batched_equal_chunk_by_chunk(kit, monkeypatch, gri
         return original(loss_fn, z, y)
 
     monkeypatch.setattr(evaluator, "per_example", counted)
-    batched = ev.line(theta, u, grid, chunks)
-    assert calls == [len(grid) * 9]  # one loss call on every row of every point
-    calls.clear()
-    monkeypatch.setattr(evaluator, "_BATCHED_LOSS_MAX", 0)  # forces chunk by chunk
-    chunked = ev.line(theta, u, grid, chunks)
-    assert calls == [3, 2, 4] * len(grid)
-    assert batched.shape == (len(grid), 9)
-    torch.testing.assert_close(batched, chunked, rtol=1e-12, atol=0)
-    # and both are the per-sequence losses written out at each point
+    got = ev.line(theta, u, grid, chunks)
+    assert calls == [3, 2, 4] * len(grid) and got.shape == (len(grid), 9)
     for k, a in enumerate(grid):
         with torch.no_grad():
             expected = torch.cat([sequence_cross_entropy(
                 functional_call(model, layout.views(theta + a * u), (x,)), y) for x, y in chunks])
-        torch.testing.assert_close(batched[k], expected, rtol=1e-12, atol=0)
+        torch.testing.assert_close(got[k], expected, rtol=1e-12, atol=0)
