@@ -197,13 +197,14 @@ def test_a_batched_mse_sweep_with_target_rows_equals_chunk_by_chunk(monkeypatch)
     chunk and to the written-out squared errors."""
     import sgdwalk.probes.evaluator as evaluator
     from sgdwalk.losses import mse
+    from sgdwalk.probes.batch import Pairs
 
     torch.manual_seed(0)
     model = nn.Linear(3, 2).double()
     layout = ParamLayout.of(model)
     x, y = torch.randn(7, 3, dtype=torch.float64), torch.randn(7, 2, dtype=torch.float64)
     chunks = [(x[:4], y[:4]), (x[4:], y[4:])]
-    ev = LossEvaluator(model, layout, loss_fn=mse)
+    ev = LossEvaluator(model, layout, batches=Pairs(mse))
     w, b = model.weight.detach().clone(), model.bias.detach().clone()
     theta = torch.cat([w.reshape(-1), b])
     u = torch.linspace(-1, 1, theta.numel(), dtype=torch.float64)

@@ -123,22 +123,23 @@ def test_sequence_line_sweeps_go_chunk_by_chunk_and_equal_the_written_out_losses
         kit, monkeypatch):
     """sequence_cross_entropy is not in ROW_WISE (stacking its logits is slower): a line
     sweep applies it per chunk and point, and gets each sequence's loss at each point."""
-    import sgdwalk.probes.evaluator as evaluator
+    import sgdwalk.probes.batch as batch
+    from sgdwalk.probes.evaluator import LossEvaluator
 
     model = kit.tiny_gpt()
     layout = ParamLayout.of(model)
     chunks = [kit.sequences(3, 1), kit.sequences(2, 2), kit.sequences(4, 3)]
-    ev = evaluator.LossEvaluator(model, layout, loss_fn=sequence_cross_entropy)
+    ev = LossEvaluator(model, layout, batches=batch.Pairs(sequence_cross_entropy))
     theta = kit.flat_params(model)
     u = torch.randn(theta.shape, generator=torch.Generator().manual_seed(4), dtype=theta.dtype)
     grid = [-0.25, 0.0, 0.5, 1.0, 4.0]
-    calls, original = [], evaluator.per_example
+    calls, original = [], batch.per_example
 
     def counted(loss_fn, z, y):
         calls.append(len(z))
         return original(loss_fn, z, y)
 
-    monkeypatch.setattr(evaluator, "per_example", counted)
+    monkeypatch.setattr(batch, "per_example", counted)
     got = ev.line(theta, u, grid, chunks)
     assert calls == [3, 2, 4] * len(grid) and got.shape == (len(grid), 9)
     for k, a in enumerate(grid):
