@@ -189,3 +189,31 @@ def test_tied_parameters_move_together(kit):
     assert torch.equal(ev.losses([(x, y)], moved), expected)
     f_twin = float(expected.mean())
     assert float(ev.loss_function([(x, y)])(moved)) == pytest.approx(f_twin, rel=1e-12)
+
+
+def test_a_batched_mse_sweep_with_target_rows_equals_chunk_by_chunk(monkeypatch):
+    """mse is row-wise: a sweep stacks all points' outputs and repeats the targets along
+    rows, which (N, D) targets need as much as (N,) labels; equal to the sweep chunk by
+    chunk and to the written-out squared errors."""
+    import sgdwalk.probes.evaluator as evaluator
+    from sgdwalk.losses import mse
+    from sgdwalk.probes.batch import Pairs
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2).double()
+    layout = ParamLayout.of(model)
+    x, y = torch.randn(7, 3, dtype=torch.float64), torch.randn(7, 2, dtype=torch.float64)
+    chunks = [(x[:4], y[:4]), (x[4:], y[4:])]
+    ev = LossEvaluator(model, layout, batches=Pairs(mse))
+    w, b = model.weight.detach().clone(), model.bias.detach().clone()
+    theta = torch.cat([w.reshape(-1), b])
+    u = torch.linspace(-1, 1, theta.numel(), dtype=torch.float64)
+    grid = [-0.5, 0.0, 1.0, 2.0]
+    batched = ev.line(theta, u, grid, chunks)
+    monkeypatch.setattr(evaluator, "_BATCHED_LOSS_MAX", 0)  # forces chunk by chunk
+    chunked = ev.line(theta, u, grid, chunks)
+    torch.testing.assert_close(batched, chunked, rtol=1e-12, atol=0)
+    for k, a in enumerate(grid):
+        wa, ba = w + a * u[:6].view(2, 3), b + a * u[6:]
+        expected = ((x @ wa.T + ba - y) ** 2).mean(dim=1)
+        torch.testing.assert_close(batched[k], expected, rtol=1e-12, atol=1e-15)

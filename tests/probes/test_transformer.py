@@ -117,3 +117,33 @@ def test_dropout_of_zero_keeps_the_training_forward(kit):
     assert walk.evaluator.reproduces_training_forward
     model.h[0].attn.attn_dropout.p = 0.1
     assert not walk.evaluator.reproduces_training_forward
+
+
+def test_sequence_line_sweeps_go_chunk_by_chunk_and_equal_the_written_out_losses(
+        kit, monkeypatch):
+    """sequence_cross_entropy is not in ROW_WISE (stacking its logits is slower): a line
+    sweep applies it per chunk and point, and gets each sequence's loss at each point."""
+    import sgdwalk.probes.batch as batch
+    from sgdwalk.probes.evaluator import LossEvaluator
+
+    model = kit.tiny_gpt()
+    layout = ParamLayout.of(model)
+    chunks = [kit.sequences(3, 1), kit.sequences(2, 2), kit.sequences(4, 3)]
+    ev = LossEvaluator(model, layout, batches=batch.Pairs(sequence_cross_entropy))
+    theta = kit.flat_params(model)
+    u = torch.randn(theta.shape, generator=torch.Generator().manual_seed(4), dtype=theta.dtype)
+    grid = [-0.25, 0.0, 0.5, 1.0, 4.0]
+    calls, original = [], batch.per_example
+
+    def counted(loss_fn, z, y):
+        calls.append(len(z))
+        return original(loss_fn, z, y)
+
+    monkeypatch.setattr(batch, "per_example", counted)
+    got = ev.line(theta, u, grid, chunks)
+    assert calls == [3, 2, 4] * len(grid) and got.shape == (len(grid), 9)
+    for k, a in enumerate(grid):
+        with torch.no_grad():
+            expected = torch.cat([sequence_cross_entropy(
+                functional_call(model, layout.views(theta + a * u), (x,)), y) for x, y in chunks])
+        torch.testing.assert_close(got[k], expected, rtol=1e-12, atol=0)

@@ -10,22 +10,25 @@ from __future__ import annotations
 
 import math
 
+from sgdwalk.analysis.claims_river import STUDY as RIVER_STUDY
 from sgdwalk.plots.base import Figure, Skipped, save_figure
 from sgdwalk.plots.compare import algorithms, barrier_map
 from sgdwalk.plots.lines import line_heatmap, line_run, strip
+from sgdwalk.plots.river import river_valley
 from sgdwalk.plots.sweep import alignment, distance, height_vs_lr, sharpness
 
 # figure -> the claim whose runs it draws: on a table of several studies (a reproduction)
 # each figure shows the runs of the studies meant for that claim
 FIGURE_CLAIMS = {"strip": "C1", "line_heatmap": "C1", "height_vs_lr": "C3", "distance": "C4",
                  "barrier_map": "C6", "sharpness": "C8", "algorithms": "C9",
-                 "alignment": "C11"}
+                 "alignment": "C11", "river_valley": "RV1"}
 
 
 def make_figures(tables) -> list[Figure | Skipped]:
     """Every figure of the report, in reading order: the strip at the first and at the
     last epoch with line curves, the line heat map, height vs lr, distance, barriers,
-    sharpness and accuracy, the algorithm overlays, alignment. Each draws the runs meant
+    sharpness and accuracy, the algorithm overlays, alignment; the river-valley figure when
+    the table holds runs of that study. Each draws the runs meant
     for its claim (FIGURE_CLAIMS; `sgdwalk.analysis.scope.meant_for`)."""
     from sgdwalk.analysis.scope import claim_tables
 
@@ -53,7 +56,14 @@ def make_figures(tables) -> list[Figure | Skipped]:
     for fn in (line_heatmap, height_vs_lr, distance, barrier_map, sharpness, algorithms,
                alignment):
         out.append(fn(of(fn.__name__)))
+    if _holds_study(of("river_valley"), RIVER_STUDY):  # only where the study's runs are
+        out.append(river_valley(of("river_valley")))
     return out
+
+
+def _holds_study(tables, studies) -> bool:
+    runs = tables.runs
+    return "study" in runs.columns and bool(runs["study"].isin(studies).any())
 
 
 __all__ = [
@@ -66,6 +76,7 @@ __all__ = [
     "height_vs_lr",
     "line_heatmap",
     "make_figures",
+    "river_valley",
     "save_figure",
     "sharpness",
     "strip",

@@ -87,11 +87,12 @@ CLAIM_FIGURES = {
     # the field's claims: the single-run figures of a GD run (no sweep figure yet)
     "EOS1": ("curvature",), "EOS2": ("curvature",), "EOS3": ("training",),
     "EOS4": ("floors", "curvature"), "CAT1": ("training",), "CAT2": ("curvature",),
-    "CAT3": ("training",),
+    "CAT3": ("training",), "RV1": ("river_valley",), "RV2": ("river_valley",),
+    "RV3": ("river_valley",),
 }
 # the sweep figures that also say something about a single run (the others compare runs
 # or are drawn by plots.run from the run's own series)
-SINGLE_RUN_KEEPS = ("barriers",)
+SINGLE_RUN_KEEPS = ("barriers", "river_valley")
 
 
 def render_report(t, n_boot: int = N_BOOT, claims=None) -> str:

@@ -115,7 +115,8 @@ class _Sweep:
         z = torch.cat(self.kept) if len(self.kept) > 1 else self.kept[0]
         chunks = self.chunks
         y_all = chunks[0][1] if len(chunks) == 1 else torch.cat([y for _, y in chunks])
-        y_all = y_all.repeat(self.count) if self.count > 1 else y_all
+        if self.count > 1:  # along rows only: targets may be (N,), (N, D) or (N, T)
+            y_all = y_all.repeat(self.count, *(1,) * (y_all.ndim - 1))
         losses = self.ev.batches.losses(z, y_all).view(self.count, self.n)
         if losses.dtype == self.ev.scratch.dtype:
             return losses
