@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from sgdwalk.analysis.frames import Tables
+from sgdwalk.analysis.frames import Tables, height_column
 from sgdwalk.analysis.synthetic import run_frame, sweep_tables
 from sgdwalk.plots import (
     Figure,
@@ -305,3 +305,14 @@ def test_running_medians_never_bridge_the_gap_between_dense_windows():
                if ln.get_linestyle() == "-" and ln.get_marker() in ("None", None, "")]
     assert [(x.min(), x.max()) for x in medians] == [(0, 39), (150, 189)]
     assert all(np.all(np.diff(x) == 1) for x in medians)
+
+
+def test_height_vs_lr_draws_when_every_seed_has_the_same_height():
+    """The mean of three equal heights of 0.1 rounds above their max, so a bar from the
+    mean up to the max was negative, which matplotlib refuses."""
+    t = sweep_tables(epochs=2, seeds=3)  # a fresh one: its steps are edited below
+    col = height_column(t.steps)
+    t.steps.loc[t.steps[col].notna(), col] = 0.1  # every run, every step: the same height
+    f = height_vs_lr(t)
+    assert isinstance(f, Figure)
+    check_figure(f)

@@ -73,7 +73,9 @@ def height_vs_lr(t: Tables):
             g = d[d["batch_size"] == b].groupby("lr")[col]
             m, lo, hi = g.mean(), g.min(), g.max()
             if len(m):
-                ax.errorbar(m.index, m, yerr=[m - lo, hi - m], fmt="o-", color=c, capsize=3,
+                # clipped at 0: the mean of equal values can round past their max
+                ax.errorbar(m.index, m, yerr=[(m - lo).clip(lower=0), (hi - m).clip(lower=0)],
+                            fmt="o-", color=c, capsize=3,
                             label=f"B = {int(b)}")
         ax.set_xscale("log")
         ax.set_xlabel("learning rate (step on the mean loss)")
