@@ -254,7 +254,10 @@ def _build_walk(cfg: RunConfig, model, data, device, steps_per_epoch: int,
     n_heldout = min(len(heldout), cfg.data.probe_size)
     # eps's finite-population correction: the training loss averages over the training split
     population = cfg.walk.line_population or len(data.train)
-    walk = Walk(model, build_probes(replace(cfg.walk, line_population=population),
+    # economy_reach = "peak" scales by the schedule's peak lr: optim.lr unless set
+    lr_peak = cfg.walk.economy_lr_peak or cfg.optim.lr
+    walk = Walk(model, build_probes(replace(cfg.walk, line_population=population,
+                                            economy_lr_peak=lr_peak),
                                     steps_per_epoch), loss_fn=loss_fn,
                 probe_set=(data.probe.x.to(device), data.probe.y.to(device)),
                 heldout=(heldout.x[:n_heldout].to(device), heldout.y[:n_heldout].to(device)),

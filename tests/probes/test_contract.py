@@ -51,15 +51,17 @@ def test_the_contract_parser_sees_every_family():
 
 def test_preset_full_stores_every_documented_name(tiny_config, tmp_path):
     result = train(tiny_config(**{"walk.preset": "full"}), tmp_path)
-    expected = documented_names() - {"econ_df1"}  # econ_df1 needs walk.economy_jvp
+    # econ_df1 needs walk.economy_jvp, econ_reach walk.economy_reach = "peak"
+    expected = documented_names() - {"econ_df1", "econ_reach"}
     missing = expected - stored_names(result.run_dir)
     assert not missing, sorted(missing)
 
 
-def test_other_sources_and_the_jvp_store_their_names(tiny_config, tmp_path):
+def test_other_sources_the_jvp_and_the_peak_reach_store_their_names(tiny_config, tmp_path):
     cfg = tiny_config(**{"walk.preset": "line", "walk.economy_jvp": "true",
+                         "walk.economy_reach": "peak",
                          "walk.line_sources": '["batch", "heldout"]', "train.epochs": 1})
     stored = stored_names(train(cfg, tmp_path).run_dir)
     line_names = {n for n in documented_names(("batch", "heldout")) if n.startswith("line_")}
-    assert "econ_df1" in stored
+    assert {"econ_df1", "econ_reach"} <= stored
     assert not line_names - stored, sorted(line_names - stored)

@@ -39,7 +39,8 @@ WALK_KEYS = {
     "preset", "bn_policy", "probe_autocast", *BUILT_IN, "line_min", "line_max", "line_points",
     "line_sources",
     "line_population",
-    "economy_jvp", "sharpness_k", "sharpness_tol", "sharpness_max_iter", "barrier_ks",
+    "economy_jvp", "economy_reach", "economy_lr_peak",
+    "sharpness_k", "sharpness_tol", "sharpness_max_iter", "barrier_ks",
     "barrier_points", "noise_microbatches", "precond_k", "precond_tol", "precond_max_iter",
 }
 

@@ -72,11 +72,16 @@ def phases(t: Tables, run_id: str) -> dict | None:
 
 def measured_econ(t: Tables, run_id: str) -> pd.DataFrame:
     """The run's steps (step, econ_floor_loss, econ_height) whose economy floor lies inside
-    the bracket (walk.line_min, walk.line_max): a floor at an end is a bound (rule 6)."""
+    the bracket (walk.line_min, walk.line_max), times the step's econ_reach where stored
+    (walk.economy_reach = "peak"): a floor at an end is a bound (rule 6)."""
     rows = series(t.steps, run_id, *ECON, "econ_floor_a")
     first = t.steps.loc[t.steps["run_id"] == run_id].iloc[0]
     lo, hi = (float(first[k]) if k in first.index and np.isfinite(first[k]) else d
               for k, d in GRID_ENDS)
+    reach = (t.steps.loc[rows.index, "econ_reach"].to_numpy(dtype=float)
+             if "econ_reach" in t.steps.columns else np.ones(len(rows)))
+    reach = np.where(np.isnan(reach), 1.0, reach)  # a run measured with "step"
+    lo, hi = lo * reach, hi * reach
     tol = 1e-9 * (hi - lo)
     a = rows["econ_floor_a"].to_numpy(dtype=float)
     return rows[(a > lo + tol) & (a < hi - tol)][["step", *ECON]]
