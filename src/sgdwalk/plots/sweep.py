@@ -30,7 +30,8 @@ def _sgd(t: Tables) -> pd.DataFrame:
 def _rows(t: Tables, runs, column: str) -> pd.DataFrame:
     s = t.steps
     if column not in s.columns:
-        rows = s.iloc[:0].assign(**{column: np.zeros(0)})
+        # copied first: assigning to a fragmented frame's view warns (PerformanceWarning)
+        rows = s.iloc[:0].copy().assign(**{column: np.zeros(0)})
     else:
         rows = s[s["run_id"].isin(runs.index) & (s["step"] >= 0) & np.isfinite(s[column])]
     extra = runs[["condition", "label", "lr", "batch_size"]].rename(
