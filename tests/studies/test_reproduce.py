@@ -149,3 +149,16 @@ def test_parse_studies():
     assert parse_studies("catapult,edge-of-stability") == ["catapult", "edge-of-stability"]
     assert parse_studies("river-valley") == ["river-valley"]
     assert parse_studies(" noise , trajectory") == ["noise", "trajectory"]
+
+
+def test_a_relative_out_folder_gets_its_claims_and_report(tmp_path, monkeypatch):
+    """The README's main job uses the default, relative runs/reproduce: the study folders
+    were once joined to it twice ("runs/reproduce/runs/reproduce/noise"), after training."""
+    monkeypatch.chdir(tmp_path)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        status = reproduce("runs/rel", "--studies", "noise")
+    assert status == 0, buffer.getvalue()
+    assert (tmp_path / "runs/rel/claims.json").is_file()
+    assert (tmp_path / "runs/rel/report.html").is_file()
+    assert "report: runs/rel/report.html" in buffer.getvalue()

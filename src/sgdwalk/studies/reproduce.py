@@ -141,7 +141,10 @@ def _decide(result: ReproduceResult, n_boot: int) -> None:
     from sgdwalk.plots.report import write_report
     from sgdwalk.store import find_runs, load
 
-    done = [s.root for s in result.sweeps if s.root.is_dir() and find_runs(s.root)]
+    # each study's folder, as a path within OUT (load joins it to OUT: a relative OUT such
+    # as the default runs/reproduce must not be joined twice)
+    done = [s.root.relative_to(result.root) for s in result.sweeps
+            if s.root.is_dir() and find_runs(s.root)]
     if not done:
         return
     tables = Tables(load(result.root, within=done))  # each study's claims: its sweep.json
