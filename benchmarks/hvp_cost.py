@@ -45,6 +45,8 @@ from common import Options, interleave, per_round, script, setting, show, table
 from sgdwalk.config import DataConfig, ModelConfig
 from sgdwalk.functional.flat import ParamLayout
 from sgdwalk.functional.hvp import grad_and_hvp
+from sgdwalk.losses import cross_entropy
+from sgdwalk.probes.batch import Pairs
 from sgdwalk.probes.evaluator import LossEvaluator
 from sgdwalk.probes.walk import _chunks
 
@@ -102,7 +104,7 @@ def run_model(key: str, opts: Options, rounds: int):
     layout = ParamLayout.of(model)
     ev = LossEvaluator(model, layout)
     x, y = s.data.probe.x[:512], s.data.probe.y[:512]
-    chunks = _chunks((x, y), 256)
+    chunks = _chunks(Pairs(cross_entropy), (x, y), 256)
     theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
     v = torch.randn(theta.numel(), generator=torch.Generator().manual_seed(0))
     hessian = ev.hessian(chunks, theta)

@@ -41,6 +41,8 @@ import torch
 
 from common import Options, Runner, script, setting, table
 from sgdwalk.config import WalkConfig
+from sgdwalk.losses import cross_entropy
+from sgdwalk.probes.batch import Pairs
 from sgdwalk.probes.presets import build_probes
 from sgdwalk.probes.walk import _chunks
 from sgdwalk.store import RunStore
@@ -169,7 +171,7 @@ def _offline(s, model, ckdir: Path, window: int, opts: Options) -> float:
 
     layout = ParamLayout.of(model)
     # the same probing forward as ours (BN batch stats), on the probe set as a named source
-    chunks = _chunks((s.data.probe.x, s.data.probe.y), 256)
+    chunks = _chunks(Pairs(cross_entropy), (s.data.probe.x, s.data.probe.y), 256)
     ev = LossEvaluator(model, layout, sources={"probe": chunks})
     names = list(layout.names)
     load = 0.0

@@ -85,12 +85,14 @@ def measure(key: str, rounds: int, opts: Options, families: bool = True):
 def _sharpness_unit(key: str, runner: Runner):
     """(one probe-set HVP at the runner's point, M matvecs of a cold Lanczos call there)."""
     from sgdwalk.functional.flat import ParamLayout
+    from sgdwalk.losses import cross_entropy
+    from sgdwalk.probes.batch import Pairs
     from sgdwalk.probes.evaluator import LossEvaluator
     from sgdwalk.probes.walk import _chunks
 
     model, data = runner.model, runner.setting.data
     ev = LossEvaluator(model, ParamLayout.of(model))
-    chunks = _chunks((data.probe.x, data.probe.y), 256)
+    chunks = _chunks(Pairs(cross_entropy), (data.probe.x, data.probe.y), 256)
     theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
     v = torch.randn(theta.numel(), generator=torch.Generator().manual_seed(0))
 

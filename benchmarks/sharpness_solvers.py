@@ -34,6 +34,8 @@ import torch
 from common import Options, Runner, script, setting, table
 from sgdwalk.functional.flat import ParamLayout
 from sgdwalk.functional.lanczos import lanczos, power_iteration
+from sgdwalk.losses import cross_entropy
+from sgdwalk.probes.batch import Pairs
 from sgdwalk.probes.walk import _chunks
 
 TOL = 1e-3
@@ -120,7 +122,7 @@ def run_model(key: str, checkpoints: int, power_max: int, cold_lanczos: bool, op
 
     layout = ParamLayout.of(runner.model)
     ev = LossEvaluator(runner.model, layout)
-    chunks = _chunks((s.data.probe.x, s.data.probe.y), 256)
+    chunks = _chunks(Pairs(cross_entropy), (s.data.probe.x, s.data.probe.y), 256)
     dim = layout.numel
     gen = torch.Generator().manual_seed(0)
     prev_lanczos = prev_power = None

@@ -301,6 +301,14 @@ class RunConfig:
             raise ConfigError("optim.kwargs.capturable: expected false or unset on train.device "
                               "cpu (torch steps capturable optimizers on accelerators only), "
                               "got true")
+        # the probe reads Adam's second moments: refused here, before a run folder is made,
+        # rather than at its first scheduled step
+        adam = self.optim.optimizer in ("Adam", "AdamW")
+        if self.walk.precond_sharpness not in (None, "off") and not adam:
+            raise ConfigError(f"walk.precond_sharpness: expected \"off\" unless "
+                              f"optim.optimizer is Adam or AdamW (it reads their diagonal "
+                              f"preconditioner), got {self.walk.precond_sharpness!r} with "
+                              f"{self.optim.optimizer}")
 
 
 # ---------------------------------------------------------------------------------------

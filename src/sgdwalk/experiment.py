@@ -254,6 +254,13 @@ def _build_walk(cfg: RunConfig, model, data, device, steps_per_epoch: int,
     n_heldout = min(len(heldout), cfg.data.probe_size)
     # eps's finite-population correction: the training loss averages over the training split
     population = cfg.walk.line_population or len(data.train)
+    batch = len(data.train) if cfg.optim.algorithm != "sgd" else cfg.optim.batch_size
+    largest = max(len(data.probe), min(batch, len(data.train)), n_heldout)
+    if population < largest:  # a set population smaller than a sample drawn from it
+        raise ConfigError(f"walk.line_population: expected at least the {largest} examples a "
+                          f"line is evaluated on (probe set {len(data.probe)}, batch "
+                          f"{min(batch, len(data.train))}, held-out {n_heldout}), got "
+                          f"{population}")
     # economy_reach = "peak" scales by the schedule's peak lr: optim.lr unless set
     lr_peak = cfg.walk.economy_lr_peak or cfg.optim.lr
     walk = Walk(model, build_probes(replace(cfg.walk, line_population=population,

@@ -206,3 +206,30 @@ def test_the_longest_allowed_name_makes_its_run_folder(tmp_path):
     assert isinstance(cfg, RunConfig)
     result = train(cfg, tmp_path, progress=False)
     assert result.run_dir.parent == tmp_path and result.run_dir.name.startswith("n" * MAX_NAME)
+
+
+def test_preconditioned_sharpness_without_adam_is_refused_before_any_folder(tmp_path):
+    """It reads Adam's second moments; with SGD it used to fail at its first scheduled
+    step, after the run folder was made."""
+    assert refused(["walk.precond_sharpness=every:1"]).startswith(
+        "walk.precond_sharpness: expected \"off\" unless optim.optimizer is Adam or AdamW")
+    assert load_config(None, ["walk.precond_sharpness=every:1", "optim.optimizer=AdamW"])
+    err = io.StringIO()
+    with redirect_stderr(err):
+        assert main(["train", "default", "--set", "walk.precond_sharpness=every:1",
+                     "--out", str(tmp_path), "--no-progress"]) == 2
+    assert err.getvalue().startswith("sgdwalk: error: walk.precond_sharpness")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_line_population_smaller_than_a_line_sample_is_one_line_and_writes_nothing(tmp_path):
+    """eps's finite-population correction needs N >= the examples a line is evaluated on;
+    walk.line_population = 1 was a ValueError traceback from the first line."""
+    err = io.StringIO()
+    with redirect_stderr(err):
+        assert main(["train", "default", "--set", "walk.preset=line", "--set",
+                     "walk.line_population=1", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert err.getvalue() == ("sgdwalk: error: walk.line_population: expected at least the "
+                              "512 examples a line is evaluated on (probe set 512, batch 32, "
+                              "held-out 180), got 1\n")
+    assert not any(tmp_path.iterdir())

@@ -146,6 +146,8 @@ def test_a_full_disk_mid_run_is_one_line_and_resume_finishes_it(tmp_path):
     assert 0 < step <= k + 1
     kept = torch.load(reference.run_dir / "checkpoints" / f"step-{step:08d}.pt",
                       weights_only=True)
+    identity = kept.pop("run")  # latest_checkpoint checks it and returns the state without
+    assert identity["run_id"] == stopped.name.rsplit("-", 1)[1]
     equal_states(state, kept, f"step {step}")
     assert not [p for p in stopped.rglob("*") if ".tmp-" in p.name]  # no half files
 

@@ -188,13 +188,16 @@ def test_a_killed_worker_fails_its_run_and_the_sweep_goes_on(small_study, tmp_pa
 @pytest.mark.slow
 def test_ctrl_c_stops_a_sweep_with_status_130_and_the_same_command_resumes_it(small_study,
                                                                              tmp_path):
-    path = small_study(seeds=[1, 2, 3], steps=120, epochs=7)
+    # runs long enough (several seconds) that both workers are mid-run at once even when
+    # they start a second apart on an idle machine: 120-step runs let the first finish
+    # before the second was past its tenth row
+    path = small_study(seeds=[1, 2, 3], steps=600, epochs=32)
     out = tmp_path / "out"
     root = out / "small"
     every_step = ["--set", "train.flush_every=1"]  # committed rows show how far a run got
     proc = subprocess.Popen(_sweep(path, out) + every_step, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    workers = _freeze_two_mid_run(root, proc, last_step=119)
+    workers = _freeze_two_mid_run(root, proc, last_step=599)
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the sweep and its workers
     for pid in workers:  # the Ctrl-C waits for them inside their training loops
         os.kill(pid, signal.SIGCONT)

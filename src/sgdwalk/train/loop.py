@@ -151,6 +151,7 @@ class Trainer:
         found = self.store.latest_checkpoint()
         threads = torch.get_num_threads()
         run = f"run {getattr(self.store, 'path', '?')}"
+        started = {}  # meta.json facts of a run's start, written with its "running" status
         if found is not None:
             step, state = found
             where = f"{run}: checkpoint step-{step:08d}.pt"
@@ -171,12 +172,12 @@ class Trainer:
                 self.store.update_meta(**once)
                 self.store.log(-1, once)
             self.store.log(-1, {"epoch": 0, **self._evaluation()})
-            self.store.update_meta(torch_threads=threads)  # the count the run started on
+            started["torch_threads"] = threads  # the count the run started on
             self._checkpoint()
         self.par.barrier()  # every rank has loaded before rank 0 writes a new checkpoint
         self.store.update_meta(status="running", steps_per_epoch=self.cadence.steps_per_epoch,
                                total_steps=self.cadence.total_steps, processes=self.par.world,
-                               **self.facts)
+                               **started, **self.facts)
 
     def _params(self) -> list[torch.Tensor]:
         return [p for p in self.model.parameters() if p.requires_grad]
