@@ -21,14 +21,9 @@ import math
 
 import torch
 
-from common import Options, Runner, script, setting, table
-from sgdwalk.functional.flat import ParamLayout
+from common import Options, script, table
 from sgdwalk.functional.lanczos import lanczos, power_iteration
-from sgdwalk.losses import cross_entropy
-from sgdwalk.probes.batch import Pairs
-from sgdwalk.probes.evaluator import LossEvaluator
-from sgdwalk.probes.walk import _chunks
-from sharpness_solvers import Recorded, first_within, lanczos_to_tol
+from sharpness_solvers import Recorded, first_within, lanczos_to_tol, probe_hessian
 
 
 def bound(r: float) -> float:
@@ -38,11 +33,7 @@ def bound(r: float) -> float:
 
 
 def run_model(key: str, checkpoints: int, lz_max: int, pw_max: int, opts: Options):
-    s = setting(key)
-    runner = Runner(s, None, lr=0.1)
-    layout = ParamLayout.of(runner.model)
-    ev = LossEvaluator(runner.model, layout)
-    chunks = _chunks(Pairs(cross_entropy), (s.data.probe.x, s.data.probe.y), 256)
+    s, runner, layout, ev, chunks = probe_hessian(key)
     dim = layout.numel
     gen = torch.Generator().manual_seed(0)
     prev, rows = None, []

@@ -115,14 +115,21 @@ def first_within(values, ref):
     return None
 
 
-def run_model(key: str, checkpoints: int, power_max: int, cold_lanczos: bool, opts: Options):
-    s = setting(key)
-    runner = Runner(s, None, lr=0.1)
+def probe_hessian(key: str):
+    """(setting, SGD runner at lr 0.1, layout, evaluator, probe-set chunks of 256) of a
+    benchmark model: what each solver's Hessian-vector products are taken on."""
     from sgdwalk.probes.evaluator import LossEvaluator
 
+    s = setting(key)
+    runner = Runner(s, None, lr=0.1)
     layout = ParamLayout.of(runner.model)
     ev = LossEvaluator(runner.model, layout)
     chunks = _chunks(Pairs(cross_entropy), (s.data.probe.x, s.data.probe.y), 256)
+    return s, runner, layout, ev, chunks
+
+
+def run_model(key: str, checkpoints: int, power_max: int, cold_lanczos: bool, opts: Options):
+    s, runner, layout, ev, chunks = probe_hessian(key)
     dim = layout.numel
     gen = torch.Generator().manual_seed(0)
     prev_lanczos = prev_power = None

@@ -462,6 +462,18 @@ _SECTION = {
 # dict <-> config
 
 
+def dotted(table: dict, prefix: str = "") -> dict:
+    """Nested tables as dotted keys ({"optim": {"lr": 0.1}} -> {"optim.lr": 0.1}); an empty
+    table stays a value (e.g. optim.kwargs = {})."""
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and value:
+            out.update(dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def to_dict(config) -> dict:
     """The config as nested plain dicts, omitting None values (TOML has no null)."""
     out = {}

@@ -368,18 +368,10 @@ class RunStore:
 
 def _config_diff(before: str, after: str) -> str:
     """"optim.lr 0.1 -> 0.5, model.widths [64] -> [32]": the keys whose values differ."""
-    from sgdwalk.config import config_from_toml, to_dict
+    from sgdwalk.config import config_from_toml, dotted, to_dict
 
-    def flat(data: dict, prefix: str = "") -> dict:
-        out = {}
-        for key, value in data.items():
-            if isinstance(value, dict) and value:
-                out.update(flat(value, f"{prefix}{key}."))
-            else:
-                out[f"{prefix}{key}"] = value
-        return out
-
-    old, new = flat(to_dict(config_from_toml(before))), flat(to_dict(config_from_toml(after)))
+    old = dotted(to_dict(config_from_toml(before)))
+    new = dotted(to_dict(config_from_toml(after)))
     keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys) or "no value"
 

@@ -50,7 +50,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sgdwalk.config import parse_toml, read_text_file
+from sgdwalk.config import dotted, parse_toml, read_text_file
 from sgdwalk.errors import ConfigError
 
 SECTIONS = ("study", "base", "grid", "variant", "scale")
@@ -149,13 +149,13 @@ def _parse(data: dict, default_name: str, source: str) -> StudyFile:
     base = data.get("base", {})
     if not isinstance(base, dict):
         raise ConfigError(f"{where}base: expected a table, got {type(base).__name__}")
-    grid = {k: _axis(k, v, f"{where}grid.") for k, v in _flatten(data.get("grid", {})).items()}
+    grid = {k: _axis(k, v, f"{where}grid.") for k, v in dotted(data.get("grid", {})).items()}
     scales = {}
     for name, table in data.get("scale", {}).items():
         if not isinstance(table, dict):
             raise ConfigError(f"{where}scale.{name}: expected a table, got "
                               f"{type(table).__name__}")
-        scales[name] = _flatten(table)
+        scales[name] = dotted(table)
     return StudyFile(source, study, copy.deepcopy(base), grid,
                      _variants(data.get("variant", []), grid, where), scales)
 
@@ -178,7 +178,7 @@ def _variants(tables, grid: dict, where: str) -> tuple:
             if axis not in grid:
                 raise ConfigError(f"{where}variant {label}: axes: expected grid keys "
                                   f"({', '.join(grid)}), got {axis!r}")
-        variants.append(Variant(label, _flatten(table), None if axes is None else tuple(axes)))
+        variants.append(Variant(label, dotted(table), None if axes is None else tuple(axes)))
     return tuple(variants)
 
 
@@ -186,15 +186,6 @@ def is_label(text: str) -> bool:
     """Whether `text` may name a study or variant: letters, digits, _ or -."""
     return _LABEL.fullmatch(text) is not None
 
-
-def _flatten(table: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in table.items():
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _axis(key: str, values, where: str) -> list:
