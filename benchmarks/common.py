@@ -209,20 +209,23 @@ class Runner:
     """
 
     def __init__(self, s: Setting, walk: WalkConfig | list | None = None, lr: float = 0.05,
-                 probe_size: int | None = None, weight_decay: float = 0.0, **walk_kwargs):
+                 probe_size: int | None = None, weight_decay: float = 0.0, device: str = "cpu",
+                 **walk_kwargs):
         self.setting = s
-        self.model = copy.deepcopy(s.model).train()
+        self.model = copy.deepcopy(s.model).train().to(device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=lr, weight_decay=weight_decay)
         data, b = s.data, s.batch
-        self.batches = [(x, y) for x, y in zip(data.train.x.split(b), data.train.y.split(b))
+        self.batches = [(x.to(device), y.to(device))
+                        for x, y in zip(data.train.x.split(b), data.train.y.split(b))
                         if len(y) == b]
         self.i = 0
         self.walk = None
         if walk is not None:
             probes = build_probes(walk) if isinstance(walk, WalkConfig) else walk
             probe = data.probe if probe_size is None else _head(data.train, probe_size)
-            kwargs = {"probe_set": (probe.x, probe.y), "probe_batch": 256,
-                      "heldout": (data.val.x[:512], data.val.y[:512]), **walk_kwargs}
+            kwargs = {"probe_set": (probe.x.to(device), probe.y.to(device)), "probe_batch": 256,
+                      "heldout": (data.val.x[:512].to(device), data.val.y[:512].to(device)),
+                      **walk_kwargs}
             if isinstance(walk, WalkConfig):
                 kwargs.setdefault("bn_policy", walk.bn_policy)
             self.walk = Walk(self.model, probes, **kwargs)
