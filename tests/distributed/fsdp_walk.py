@@ -74,11 +74,24 @@ def data():
     return x, y, probe, [(hx[:4], hy[:4]), (hx[4:], hy[4:])]
 
 
-def train(name: str, model: nn.Module, walk: Walk, x, y, part: slice) -> None:
-    """The user's loop: each process its part of every global batch (all of it alone)."""
+def train(name: str, model: nn.Module, walk: Walk, x, y, part: slice) -> list:
+    """The user's loop: each process its part of every global batch (all of it alone).
+
+    Returns: for each step of a sharded walk, the shapes of the tensors it summed over
+    ranks (per-layer dot tables and (points, examples) losses); [] unsharded."""
+    sums: list[list] = []
+    if walk.ranks is not None:
+        total = walk.ranks.sum_
+
+        def counted(t: torch.Tensor) -> torch.Tensor:
+            sums[-1].append(list(t.shape))
+            return total(t)
+
+        walk.ranks.sum_ = counted
     opt = optimizer(name, model)
     hooks = walk.attach(opt) if name == "sgd" else None
     for t in range(STEPS):
+        sums.append([])
         xb, yb = x[t, part], y[t, part]
         opt.zero_grad()
         loss = nn.functional.cross_entropy(model(xb), yb)
@@ -90,6 +103,7 @@ def train(name: str, model: nn.Module, walk: Walk, x, y, part: slice) -> None:
             walk.before_step(loss, (xb, yb))
             opt.step()
             walk.after_step(opt)
+    return sums if walk.ranks is not None else []
 
 
 def differences(rows: list, ref: list) -> dict:
@@ -170,8 +184,10 @@ def main() -> None:
         walks = [Walk(m, cfg, probe_set=probe, heldout=heldout, probe_batch=5, **extra)
                  for m, extra in ((ref, {}), (model, {"scratch": scratch}))]
         train(name, ref, walks[0], x, y, slice(None))
-        train(name, model, walks[1], x, y, part)
+        sums = train(name, model, walks[1], x, y, part)
         run = differences(walks[1].rows, walks[0].rows)
+        run["sums"] = sums
+        run["layers"] = len(walks[1].layout.layers)
         run["keys"] = sorted({k for _, v in walks[0].rows for k in v})
         run["local_entries"] = [walks[1].layout.numel, walks[0].layout.numel]
         # the trained model took the unsharded steps, and the walk never wrote it

@@ -47,6 +47,20 @@ def test_sharded_walk_emits_the_unsharded_values(result, run):
     else:
         families["peak reach"] = "econ_reach"
     assert set(families.values()) <= set(out["keys"]), families
+    # all of a step's dot products in one all-reduce of a (layers, pairs) table, and one
+    # all-reduce of (points, examples) losses per sweep: the economy's forward at
+    # theta_{t+1} on the batch of 16, K = 7 points on the probe set of 13 and held-out 9
+    # (6 from step 1: a = 0 is the last a = 1), K - 1 on the batch (a = 1 is shared)
+    dots = [[s for s in step if s[0] == out["layers"]] for step in out["sums"]]
+    losses = [sorted(s for s in step if s[0] != out["layers"]) for step in out["sums"]]
+    if run == "adamw":
+        assert [len(d) for d in dots] == [1] * 4
+        assert losses == [[[1, 16], [6, 16], [7, 9], [7, 13]]] + [
+            [[1, 16], [6, 9], [6, 13], [6, 16]]] * 3
+    else:  # the trajectory every 2nd step: between, the path length's u.u and the
+        # economy's g.u are reduced apart; the economy's one forward, at a_2 = 3
+        assert [len(d) for d in dots] == [1, 2, 1, 2]
+        assert losses == [[[1, 16]]] * 4
     # each rank's flat buffers hold its shards: 112 of the 213 parameters on rank 0
     assert out["local_entries"] == [112, 213]
     # the sharded model took the unsharded steps: the walk never wrote it
