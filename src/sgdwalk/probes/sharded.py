@@ -31,6 +31,7 @@ read or rebuild BatchNorm statistics are refused when the Walk is made.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 
 import torch
@@ -51,13 +52,13 @@ def mesh_of(model: torch.nn.Module):
     not dim-0 shards on one 1-D mesh (HSDP replicas or tensor parallelism: the local pieces
     would not partition the parameters, and the sums over ranks would be wrong).
     """
-    if not dist.is_available():
-        return None
-    from torch.distributed.tensor import DTensor, Shard
-
+    # a DTensor exists only once its module is imported, which costs most of a second:
+    # a model of plain tensors is told apart without importing it
+    dtensor = sys.modules.get("torch.distributed.tensor")
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not any(isinstance(p, DTensor) for _, p in named):
+    if dtensor is None or not any(isinstance(p, dtensor.DTensor) for _, p in named):
         return None
+    DTensor, Shard = dtensor.DTensor, dtensor.Shard
     plain = [n for n, p in named if not isinstance(p, DTensor)]
     if plain:
         raise ConfigError(f"Walk: expected every trainable parameter sharded by fully_shard "
