@@ -44,10 +44,22 @@ CONFIGS = {
 }
 
 
+class Scale(nn.Module):
+    """One parameter, in the root's FSDP group (which keeps its unsharded parameters after
+    a forward), whose dim-0 shard on rank 1 of 2 is empty (an empty layer segment)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor([1.5]))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.weight
+
+
 def factory(width: int = 10) -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(6, width), nn.Tanh(), nn.Linear(width, 10), nn.Tanh(),
-                         nn.Linear(10, 3)).double()
+                         nn.Linear(10, 3), Scale()).double()
 
 
 def shard(model: nn.Module) -> nn.Module:
@@ -188,6 +200,11 @@ def main() -> None:
         run = differences(walks[1].rows, walks[0].rows)
         run["sums"] = sums
         run["layers"] = len(walks[1].layout.layers)
+        # the entries of each layer on each rank: the root's Scale is empty on rank 1
+        mine = torch.tensor([b - a for a, b in walks[1].layout.layer_bounds])
+        every = [torch.empty_like(mine) for _ in range(world)]
+        dist.all_gather(every, mine)
+        run["layer_entries"] = [t.tolist() for t in every]
         run["keys"] = sorted({k for _, v in walks[0].rows for k in v})
         run["local_entries"] = [walks[1].layout.numel, walks[0].layout.numel]
         # the trained model took the unsharded steps, and the walk never wrote it

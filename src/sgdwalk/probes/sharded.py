@@ -99,6 +99,8 @@ def check_walk(probes: Sequence, bn_policy: str, model: torch.nn.Module,
                           f"{bn_policy!r}")
     if not any(p.sources for p in probes):
         return
+    if scratch is not None:
+        reshard(scratch)  # the walk's to write: a forward may have left it unsharded
     if scratch is None or scratch is model:
         got = "none" if scratch is None else "the trained model itself"
         raise ConfigError(f"{where}: expected scratch= a second instance made by the same "
@@ -110,6 +112,24 @@ def check_walk(probes: Sequence, bn_policy: str, model: torch.nn.Module,
                     f"{len(mine)} parameters against {len(theirs)}")
         raise ConfigError(f"{where}: expected scratch= sharded like the model (the same names "
                           f"and local shapes on the same mesh), got {diff}")
+
+
+def fsdp_modules(model: torch.nn.Module) -> list:
+    """The modules of `model` that `fully_shard` made (each holds a parameter group)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return [m for m in model.modules() if isinstance(m, FSDPModule)]
+
+
+def reshard(model: torch.nn.Module) -> None:
+    """Register the sharded parameters of every FSDP group again, freeing unsharded copies.
+
+    A group that does not reshard after its forward (the root's, by `fully_shard`'s default)
+    keeps its unsharded parameters registered after a forward, and its next forward reuses
+    them: written shards are seen only after this.
+    """
+    for module in fsdp_modules(model):
+        module.reshard()
 
 
 def _shapes(model: torch.nn.Module) -> list[tuple]:
@@ -209,7 +229,8 @@ class ShardedEvaluator(LossEvaluator):
         self.ranks = ranks
         self.sources = {k: ranks.share(self.batches, list(v), self.scratch.device)
                         for k, v in (sources or {}).items()}
-        self._params = params_of(scratch)
+        self._params = params_of(scratch)  # the sharded DTensors (check_walk resharded it)
+        self._groups = fsdp_modules(scratch)
         self._views = layout.views_list(self.scratch)
 
     @torch.no_grad()
@@ -222,6 +243,8 @@ class ShardedEvaluator(LossEvaluator):
 
         def put(i: int) -> None:
             place(i)
+            for module in self._groups:  # the last point's unsharded copies are stale
+                module.reshard()
             torch._foreach_copy_(shards, self._views)
 
         run = _Sweep(self, put, count, self._for_sweep(data if isinstance(data, str)
