@@ -48,6 +48,9 @@ SUPPORTED = ("trajectory", "economy", "line")  # dot products and no-grad forwar
 def mesh_of(model: torch.nn.Module):
     """The device mesh of a model sharded by FSDP2; None for a model of plain tensors.
 
+    A sharded model's groups are resharded first (`reshard`): after a forward, the root's
+    group keeps its unsharded parameters (plain tensors) registered.
+
     Raises: ConfigError when only some trainable parameters are sharded, or when they are
     not dim-0 shards on one 1-D mesh (HSDP replicas or tensor parallelism: the local pieces
     would not partition the parameters, and the sums over ranks would be wrong).
@@ -55,9 +58,10 @@ def mesh_of(model: torch.nn.Module):
     # a DTensor exists only once its module is imported, which costs most of a second:
     # a model of plain tensors is told apart without importing it
     dtensor = sys.modules.get("torch.distributed.tensor")
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if dtensor is None or not any(isinstance(p, dtensor.DTensor) for _, p in named):
+    if dtensor is None or not any(isinstance(p, dtensor.DTensor) for p in model.parameters()):
         return None
+    reshard(model)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     DTensor, Shard = dtensor.DTensor, dtensor.Shard
     plain = [n for n, p in named if not isinstance(p, DTensor)]
     if plain:
@@ -99,8 +103,6 @@ def check_walk(probes: Sequence, bn_policy: str, model: torch.nn.Module,
                           f"{bn_policy!r}")
     if not any(p.sources for p in probes):
         return
-    if scratch is not None:
-        reshard(scratch)  # the walk's to write: a forward may have left it unsharded
     if scratch is None or scratch is model:
         got = "none" if scratch is None else "the trained model itself"
         raise ConfigError(f"{where}: expected scratch= a second instance made by the same "
@@ -229,7 +231,7 @@ class ShardedEvaluator(LossEvaluator):
         self.ranks = ranks
         self.sources = {k: ranks.share(self.batches, list(v), self.scratch.device)
                         for k, v in (sources or {}).items()}
-        self._params = params_of(scratch)  # the sharded DTensors (check_walk resharded it)
+        self._params = params_of(scratch)  # the sharded DTensors (mesh_of resharded it)
         self._groups = fsdp_modules(scratch)
         self._views = layout.views_list(self.scratch)
 
