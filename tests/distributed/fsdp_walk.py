@@ -193,7 +193,8 @@ def main() -> None:
     for name, cfg in CONFIGS.items():
         ref, model, scratch = factory(), shard(factory()), shard(factory())
         with torch.no_grad():  # a look before training: the root groups stay unsharded
-            model(probe[0]), scratch(probe[0])
+            model(probe[0])
+            scratch(probe[0])
         walks = [Walk(m, cfg, probe_set=probe, heldout=heldout, probe_batch=5, **extra)
                  for m, extra in ((ref, {}), (model, {"scratch": scratch}))]
         train(name, ref, walks[0], x, y, slice(None))
