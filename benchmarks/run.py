@@ -8,7 +8,8 @@
 Each benchmark is also a script of its own (benchmarks/<file>.py, same options). They
 measure the compared things side by side in one process, interleaved and repeated, and print
 ratios (medians and interquartile ranges over rounds); see benchmarks/common.py. Nothing here
-asserts a time: the quick mode checks that every benchmark still runs.
+asserts a time: the quick mode checks that every benchmark still runs. One runs on its own,
+under torchrun: benchmarks/fsdp_cost.py (the walk on a model sharded by FSDP2).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@
     evaluator   losses at moved parameters, on scratch copies
     bn_policy   BatchNorm (and dropout) while probing
     memory_format  channels_last inputs for no-grad sweeps of conv nets on CPU
+    sharded     the walk on a model sharded by FSDP2: local shards, sums over ranks
 
 Importing the package registers the built-in probes below (light: no torch at import);
 a new built-in probe is its file, its tests and its name here.

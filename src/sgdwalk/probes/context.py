@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
 
     from sgdwalk.functional.flat import ParamLayout
@@ -46,6 +48,19 @@ class StepContext:
     params: list[torch.Tensor] = field(default_factory=list)  # the trained ones, layout order
     results: dict[str, Any] = field(default_factory=dict)  # values of the probes run so far
     cache: dict[str, Any] = field(default_factory=dict)  # the services' shared work
+    # sums a per-layer dot table over ranks in place (a sharded walk: one all-reduce);
+    # None: one process holds the whole vectors
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def layer_dots(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """D[s, j] = <a_j, b_j> over layer s, (layers, pairs) float64: every dot product of
+        the flat vectors goes through here (`functional.vector.segment_pair_dots`). On a
+        sharded model the vectors are local shards: the table is the partial sums of this
+        rank, summed over ranks by `reduce` (ask for all of a step's pairs at once)."""
+        from sgdwalk.functional.vector import segment_pair_dots
+
+        dots = segment_pair_dots(pairs, self.layout.layer_bounds)
+        return dots if self.reduce is None else self.reduce(dots)
 
     @property
     def grad_dot_update(self) -> float:
@@ -54,9 +69,7 @@ class StepContext:
         Per-layer float64 sums added over layers, the trajectory's own reduction (which
         fills this cache when it runs): a probe reads the same bits with or without it."""
         if "grad_dot_update" not in self.cache:
-            from sgdwalk.functional.vector import segment_pair_dots
-
-            layers = segment_pair_dots([(self.grad, self.update)], self.layout.layer_bounds)
+            layers = self.layer_dots([(self.grad, self.update)])
             self.cache["grad_dot_update"] = float(layers[:, 0].cpu().numpy().sum())
         return self.cache["grad_dot_update"]
 

@@ -212,6 +212,11 @@ class LossEvaluator:
             torch.add(theta, u, alpha=a, out=self.scratch)
         return self.scratch
 
+    def same_point(self, a: torch.Tensor, b: torch.Tensor) -> bool:
+        """Whether two flat points are equal, entry for entry (on a sharded model: on every
+        rank, so that all ranks take the same branch)."""
+        return a.equal(b)
+
     # -- no-grad evaluation ----------------------------------------------------------
     @torch.no_grad()
     def sweep(self, place: Callable[[int], object], count: int, data: Data) -> torch.Tensor:

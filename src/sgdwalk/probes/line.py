@@ -180,7 +180,7 @@ class Line(Probe):
         end = self._ends.get(source)
         if end is None or end[0] != ctx.step - 1 or not ctx.evaluator.points_are_pure:
             return None
-        return end[2] if end[1].equal(ctx.theta) else None
+        return end[2] if ctx.evaluator.same_point(end[1], ctx.theta) else None
 
     def _remember(self, ctx: StepContext, source: str, losses: torch.Tensor) -> None:
         old = self._ends.get(source)

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 class Trajectory(Probe):
     """Norms, distances and cosines of consecutive steps, globally and per layer.
 
-    All per-layer dot products of a step come from one `segment_pair_dots` call on float64
+    All per-layer dot products of a step come from one `ctx.layer_dots` call on float64
     copies of the step's vectors (exact products, float64 sums), and one transfer of the
     small (layers, pairs) result; the rest is NumPy on per-layer numbers. The float64
     copies of g_t, u_t and g_t + wd theta_t become the previous step's vectors by swapping
@@ -129,8 +129,6 @@ class Trajectory(Probe):
     def _dots(self, ctx: StepContext, v: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         """{"a.b": per-layer <a, b>} for every pair the metrics need, from one kernel call;
         the previous vectors' squared norms are carried from step t - 1 when it was observed."""
-        from sgdwalk.functional.vector import segment_pair_dots
-
         carried = self._carry[1] if self._carry and self._carry[0] == ctx.step - 1 else {}
         names = ["g.g", "u.u", "g.u", "d.d"]
         if "pg" in v:
@@ -139,7 +137,7 @@ class Trajectory(Probe):
             names += ["w.w", "pw.w"]
         names += [f"{k}.{k}" for k in ("pg", "pu", "pw") if k in v and k not in carried]
         pairs = [(v[a], v[b]) for a, b in (name.split(".") for name in names)]
-        dots = segment_pair_dots(pairs, ctx.layout.layer_bounds).cpu().numpy()  # (S, pairs)
+        dots = ctx.layer_dots(pairs).cpu().numpy()  # (S, pairs)
         return {f"{k}.{k}": sq for k, sq in carried.items()} | {
             name: dots[:, j] for j, name in enumerate(names)}
 
@@ -153,10 +151,7 @@ class Trajectory(Probe):
         if seen is not None:
             uu = seen["u.u"]
         else:  # a step observe did not see
-            from sgdwalk.functional.vector import segment_pair_dots
-
-            uu = segment_pair_dots([(ctx.update, ctx.update)], ctx.layout.layer_bounds)
-            uu = uu[:, 0].cpu().numpy()
+            uu = ctx.layer_dots([(ctx.update, ctx.update)])[:, 0].cpu().numpy()
         self.path_length += math.sqrt(float(uu.sum()))  # as observe's update_norm, bit for bit
         if self.per_layer:
             self.path_layers += torch.from_numpy(np.sqrt(uu))

@@ -21,6 +21,10 @@ measures the unscaled gradient (or use `attach`, whose hooks fire after the unsc
 The walk only copies parameters into its own buffers and evaluates moved parameters on
 scratch copies, so the trajectory is bit-identical with and without it. It runs each
 probe after the probes it requires, whatever order they were given in.
+
+A model sharded by FSDP2 (`fully_shard`) is walked on its local shards, with a second
+sharded instance for the forwards at moved points: `Walk(model, ..., scratch=other)`, on
+every rank, each rank giving its own batch and loss (`sgdwalk.probes.sharded`).
 """
 
 from __future__ import annotations
@@ -69,6 +73,9 @@ class Walk:
         probe_autocast: "off" | "bf16": the evaluator's no-grad sweeps under bfloat16
             autocast (docs/metrics.md states its error); None: the WalkConfig's when
             `probes` is one, else "off".
+        scratch: for a model sharded by FSDP2 only: a second instance made by the same
+            factory and sharded the same way, whose parameters the line and economy probes
+            overwrite (`sgdwalk.probes.sharded`; only trajectory, economy and line run).
     """
 
     def __init__(
@@ -87,11 +94,17 @@ class Walk:
         seed: int = 0,
         memory_format: str = "auto",
         probe_autocast: str | None = None,
+        scratch: torch.nn.Module | None = None,
     ):
+        from sgdwalk.probes import sharded
         from sgdwalk.probes.presets import build_probes
 
         self.model = model
-        self.layout = ParamLayout.of(model)
+        mesh = sharded.mesh_of(model)
+        if mesh is None and scratch is not None:
+            raise ConfigError("Walk: expected scratch= only with a model sharded by FSDP2 "
+                              "(DTensor parameters), got a model of plain tensors")
+        self.layout = ParamLayout.of(model) if mesh is None else sharded.local_layout(model)
         self.steps_per_epoch = steps_per_epoch
         self.probes: list[Probe] = run_order(
             probes if isinstance(probes, (list, tuple)) else build_probes(probes, steps_per_epoch)
@@ -102,15 +115,19 @@ class Walk:
             sources["probe"] = _chunks(self.batches, probe_set, probe_batch)
         if heldout is not None:
             sources["heldout"] = _chunks(self.batches, heldout, probe_batch)
-        self.evaluator = LossEvaluator(
-            model,
-            self.layout,
-            self.batches,
-            bn_policy or getattr(probes, "bn_policy", "batch"),
-            sources,
-            memory_format,
-            probe_autocast or getattr(probes, "probe_autocast", "off"),
-        )
+        bn_policy = bn_policy or getattr(probes, "bn_policy", "batch")
+        autocast = probe_autocast or getattr(probes, "probe_autocast", "off")
+        # None: one process holds whole parameters; else the collectives of the shards' mesh
+        self.ranks: sharded.Ranks | None = None
+        if mesh is None:
+            self.evaluator = LossEvaluator(model, self.layout, self.batches, bn_policy,
+                                           sources, memory_format, autocast)
+        else:
+            sharded.check_walk(self.probes, bn_policy, model, scratch, mesh)
+            self.ranks = sharded.Ranks(mesh)
+            self.evaluator = sharded.ShardedEvaluator(
+                scratch if scratch is not None else model, self.layout, self.ranks,
+                self.batches, bn_policy, sources, memory_format, autocast)
         _check_sources(self.probes, self.evaluator.sources)
         self.sink = sink
         self.rows: list[tuple[int, dict]] = []
@@ -153,6 +170,9 @@ class Walk:
                 is not a walk step (`after_step` then returns {}).
         """
         chunks = self.batches.chunks(batch)
+        if scaler is not None and self.ranks is not None:
+            raise ConfigError("Walk.before_step: expected no scaler= on a sharded (FSDP2) "
+                              "model, got one")
         inv_scale = _inv_scale(scaler, optimizer)
         if self.wants():
             self._flatten(self._params, self._theta)
@@ -185,6 +205,8 @@ class Walk:
         if not self.wants(step):
             return {}
         group = optimizer.param_groups[0] if optimizer is not None else {}
+        if self.ranks is not None:  # the global batch: the ranks' batches in rank order
+            loss, chunks, n = self.ranks.step_batch(loss, chunks, n, self._theta.device)
         self._flatten(self._params, self._theta_next)
         torch.sub(self._theta_next, self._theta, out=self._update)
         ctx = StepContext(
@@ -205,6 +227,7 @@ class Walk:
             full_batch=full_batch,
             optimizer=optimizer,
             params=self._params,
+            reduce=None if self.ranks is None else self.ranks.sum_,
         )
         values = self.observe(ctx)
         if values:
@@ -248,10 +271,15 @@ class Walk:
 
     def grads_finite(self) -> bool:
         """Whether every gradient of the walked parameters is finite (a GradScaler skips
-        the step otherwise)."""
+        the step otherwise; on a sharded model: on every rank)."""
+        if self.ranks is not None:
+            return self.ranks.all(all(bool(p.grad.to_local().isfinite().all())
+                                      for p in self._params if p.grad is not None))
         return all(bool(p.grad.isfinite().all()) for p in self._params if p.grad is not None)
 
     def _flatten(self, tensors: list[torch.Tensor], flat: torch.Tensor) -> None:
+        if self.ranks is not None:  # DTensors: this rank's shards
+            tensors = [t.to_local() for t in tensors]
         torch._foreach_copy_(self._views[id(flat)], [t.detach() for t in tensors])
 
     # -- results and state -----------------------------------------------------------
