@@ -126,6 +126,7 @@ class Walk:
             for flat in (self._theta, self._theta_next, self._grad)
         }
         self._pending: tuple | None = None
+        self._step_graph = None  # the graph of the pending step, when the loop kept it
         self._header_done = False
 
     # -- the two hooks ---------------------------------------------------------------
@@ -134,9 +135,21 @@ class Walk:
         step = self.step_count if step is None else step
         return any(p.tracks_history or p.schedule(step) for p in self.probes)
 
+    def wants_step_graph(self) -> bool:
+        """Whether the next step's backward should keep its graph for the probes (asked by
+        the Trainer before each update): a probe that takes it (`Probe.takes_step_graph`)
+        is due, and the step's Hessian is the one the probes measure: the training forward
+        is the probing forward (no active dropout, BN absent or on batch statistics under
+        the "batch" policy and in train mode), and the parameters have the walk's dtype."""
+        step = self.step_count
+        return (any(p.takes_step_graph and p.schedule(step) for p in self.probes)
+                and self.evaluator.bn.reproduces_training_forward
+                and self.evaluator.bn.bn_training
+                and all(p.dtype == self._theta.dtype for p in self._params))
+
     def before_step(
         self, loss, batch, batch_size: int | None = None, full_batch: bool = False,
-        scaler=None, optimizer: torch.optim.Optimizer | None = None,
+        scaler=None, optimizer: torch.optim.Optimizer | None = None, step_graph=None,
     ) -> None:
         """Call after backward, before `optimizer.step()`: snapshot theta_t and g_t.
 
@@ -151,7 +164,11 @@ class Walk:
                 divided by the scale, as `scaler.unscale_(optimizer)` divides it, unless
                 that already ran; a step the scaler will skip (a gradient with inf or NaN)
                 is not a walk step (`after_step` then returns {}).
+            step_graph: the step's gradient with its graph kept (`functional.hvp.StepGraph`,
+                from a loop that asked `wants_step_graph`); probes that take it read H u_t
+                from it in `after_step`, before the loop frees it.
         """
+        self._step_graph = step_graph
         chunks = self.batches.chunks(batch)
         inv_scale = _inv_scale(scaler, optimizer)
         if self.wants():
@@ -173,6 +190,7 @@ class Walk:
             raise RuntimeError("Walk.after_step: expected a before_step call first, got none")
         loss, chunks, n, full_batch, skipped = self._pending
         self._pending = None
+        step_graph, self._step_graph = self._step_graph, None
         if skipped:
             return {}
         if not self._header_done:
@@ -205,6 +223,7 @@ class Walk:
             full_batch=full_batch,
             optimizer=optimizer,
             params=self._params,
+            step_graph=step_graph,
         )
         values = self.observe(ctx)
         if values:
