@@ -25,12 +25,14 @@ probe after the probes it requires, whatever order they were given in.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 import torch
 
 from sgdwalk.errors import ConfigError
 from sgdwalk.functional.flat import ParamLayout, params_of
+from sgdwalk.functional.hvp import StepGraph
 from sgdwalk.losses import Loss, cross_entropy
 from sgdwalk.probes.base import Probe
 from sgdwalk.probes.batch import BatchFormat, batch_format
@@ -253,17 +255,37 @@ class Walk:
     def step(self, optimizer, *batch) -> torch.Tensor:
         """One training step on the mean of the walk's per-example loss, with the walk
         around it: `step(optimizer, x, y)` or `step(optimizer, batch)`; returns the batch
-        loss."""
+        loss. At steps where a probe takes the step's graph (`wants_step_graph`) the
+        backward keeps it for that probe (the same gradient) and frees it after the step."""
         batch = batch[0] if len(batch) == 1 else batch
         optimizer.zero_grad(set_to_none=True)
         fmt = self.batches
-        loss = torch.cat([fmt.losses(fmt.forward(self.model, x), y)
-                          for x, y in fmt.chunks(batch)]).mean()
-        loss.backward()
-        self.before_step(loss.detach(), batch)
-        optimizer.step()
-        self.after_step(optimizer)
+        graph = self._own_step_graph()
+        with graph.recording() if graph is not None else contextlib.nullcontext():
+            loss = torch.cat([fmt.losses(fmt.forward(self.model, x), y)
+                              for x, y in fmt.chunks(batch)]).mean()
+            if graph is None:
+                loss.backward()
+            else:  # the same gradient, its graph kept for the probes (see wants_step_graph)
+                for p, g in zip(graph.params, graph.gradient(loss)):
+                    p.grad = g
+        try:
+            self.before_step(loss.detach(), batch, step_graph=graph)
+            if graph is not None:
+                graph.freeze()
+            optimizer.step()
+            self.after_step(optimizer)
+        finally:
+            if graph is not None:
+                graph.close()
         return loss.detach()
+
+    def _own_step_graph(self):
+        """`step`'s StepGraph when a probe wants it, in one process; else None."""
+        if not self.wants_step_graph() or (torch.distributed.is_available()
+                                           and torch.distributed.is_initialized()):
+            return None
+        return StepGraph(self._params)
 
     def grads_finite(self) -> bool:
         """Whether every gradient of the walked parameters is finite (a GradScaler skips
