@@ -175,7 +175,30 @@ def test_step_graph_products_are_the_hessian_at_theta_t_after_an_in_place_step()
             hv = graph @ v
             assert torch.linalg.vector_norm(hv - exact) <= 1e-10 * torch.linalg.vector_norm(
                 exact)
-        graph.close()
+        graph.close()  # the same object records the next step
         with pytest.raises(RuntimeError, match="closed"):
             graph @ v
-        graph = StepGraph(params)
+
+
+@pytest.mark.parametrize("change", ["activation", "parameter before freeze"])
+def test_step_graph_refuses_a_saved_tensor_changed_in_place(change):
+    """Under its saved-tensor hooks autograd checks no versions; StepGraph does: an
+    activation changed after it was saved, or a parameter moved before `freeze`, raises
+    instead of giving a product at the wrong point."""
+    from sgdwalk.functional import StepGraph
+
+    w = torch.tensor([[0.5, -1.0], [2.0, 0.3]], dtype=torch.float64, requires_grad=True)
+    x = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    graph = StepGraph([w])
+    with graph.recording():
+        h = torch.tanh(x @ (w * w))  # w * w saves w; tanh saves its output h
+        graph.gradient((h ** 3).sum())
+    with torch.no_grad():
+        if change == "activation":
+            h.mul_(2.0)
+            graph.freeze()
+        else:
+            w.add_(1.0)
+            graph.freeze()
+    with pytest.raises(RuntimeError, match="modified in place"):
+        graph @ torch.ones(4, dtype=torch.float64)

@@ -129,6 +129,7 @@ class Walk:
         }
         self._pending: tuple | None = None
         self._step_graph = None  # the graph of the pending step, when the loop kept it
+        self._graph: StepGraph | None = None  # `step`'s own, made at its first use
         self._header_done = False
 
     # -- the two hooks ---------------------------------------------------------------
@@ -285,7 +286,9 @@ class Walk:
         if not self.wants_step_graph() or (torch.distributed.is_available()
                                            and torch.distributed.is_initialized()):
             return None
-        return StepGraph(self._params)
+        if self._graph is None:  # one, reused: its copy of theta_t stays allocated
+            self._graph = StepGraph(self._params)
+        return self._graph
 
     def grads_finite(self) -> bool:
         """Whether every gradient of the walked parameters is finite (a GradScaler skips

@@ -83,6 +83,7 @@ class Trainer:
     transform_state: Any = field(default=None, init=False)
     store: Any = field(default=None, init=False)
     last_finite: dict = field(default_factory=dict, init=False)  # last finite loss, its step
+    _graph: StepGraph | None = field(default=None, init=False, repr=False)
 
     def run(self, store, progress: bool | None = None,
             halt_at_step: int | None = None) -> Outcome:
@@ -173,7 +174,9 @@ class Trainer:
         if (not self.step_graphs or wants is None or len(chunks) != 1 or self.par.active
                 or not wants()):
             return None
-        return StepGraph(self._params())
+        if self._graph is None:  # one, reused: its copy of theta_t stays allocated
+            self._graph = StepGraph(self._params())
+        return self._graph
 
     def _grads(self) -> list[torch.Tensor]:
         return [p.grad for p in self.model.parameters() if p.grad is not None]
