@@ -18,13 +18,20 @@ by side in one process, interleaved and repeated (benchmarks/common.py), per pro
                 tensors. It runs on a copy of the model whose BN layers use batch
                 statistics without tracking, so that both compute the same H.
 
-A second table measures what the curvature-along-the-step probe could save by sharing the
-step's graph (the step's batch of 128, the module in train mode, as the step runs it):
+A second table measures the curvature-along-the-step probe in the project's trainer
+(`Trainer.update`, SGD lr 0.05, one batch of 128, the module in train mode), three trainers
+of one initialisation stepped in turn (their trajectories are the same bit for bit):
 
-    step            forward and backward of the batch loss (a plain step's gradient)
-    step + probe    that, then the probe's own H u (`grad_and_hvp`: forward, create_graph
-                    backward, second backward), as the curvature probe runs now
-    shared          the step's backward with create_graph, then one backward for H u
+    plain       a step without the walk (NoHooks)
+    own graph   a step with a walk of the curvature probe alone, `step_graphs=False`: the
+                probe's own forward, create_graph backward and second backward (as before)
+    shared      the same walk, the step's backward with create_graph and one more backward
+                for H u_t after the step (`functional.hvp.StepGraph`)
+
+`graph MiB` is what the shared step holds from its backward to the end of the step: the
+distinct storages autograd saved in its forward and create_graph backward, plus the copy
+of theta_t. `|shared - own| / |own|` compares the curv_kappa the two measured on the same
+steps (float32).
 
 Ratios are per round, against pyhessian (target: kept <= 1.1). `build` is what `kept()`
 costs once per solve (forward and create_graph backward), in products. `graph MiB` is what
@@ -37,18 +44,23 @@ from __future__ import annotations
 import copy
 import statistics
 import warnings
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
 from common import Options, interleave, per_round, script, setting, show, table
-from sgdwalk.config import DataConfig, ModelConfig
+from sgdwalk.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
 from sgdwalk.functional.flat import ParamLayout
-from sgdwalk.functional.hvp import grad_and_hvp
+from sgdwalk.functional.hvp import StepGraph
 from sgdwalk.losses import cross_entropy
 from sgdwalk.probes.batch import Pairs
+from sgdwalk.probes.curvature import Curvature
 from sgdwalk.probes.evaluator import LossEvaluator
-from sgdwalk.probes.walk import _chunks
+from sgdwalk.probes.walk import Walk, _chunks
+from sgdwalk.train import NoHooks, Trainer, loop
+from sgdwalk.train.batches import Batches
+from sgdwalk.train.cadence import Cadence
 
 MNIST_LIKE = DataConfig(name="synthetic", synthetic_shape=(1, 28, 28), synthetic_n=3000,
                         synthetic_classes=10)
@@ -134,39 +146,59 @@ def run_model(key: str, opts: Options, rounds: int):
 
 
 def step_graph(key: str, opts: Options, rounds: int):
-    """The curvature along the step with and without the step's own graph."""
+    """A trainer step with the curvature probe, by the step's graph or its own, and plain."""
     label, data_cfg, model_cfg = MODELS[key]
     s = setting(key if data_cfg is None else "mlp", model_cfg=model_cfg, data_cfg=data_cfg)
-    model = copy.deepcopy(s.model).train()
-    params = list(model.parameters())
     x, y = s.data.train.x[:128], s.data.train.y[:128]
-    u = [torch.randn_like(p) for p in params]
-    layout = ParamLayout.of(model)
-    u_flat = torch.cat([t.reshape(-1) for t in u])
+    chunks = [(x, y)]
 
-    def step(create_graph=False):
-        loss = F.cross_entropy(model(x), y)
-        return torch.autograd.grad(loss, params, create_graph=create_graph)
+    def trainer(walk: bool, shared: bool = True) -> Trainer:
+        model = copy.deepcopy(s.model).train()
+        hooks = Walk(model, [Curvature()]) if walk else NoHooks()
+        t = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.05),
+                    Batches(x, y, OptimConfig(batch_size=len(y)), None, seed=0),
+                    Cadence.of(TrainConfig(), 1, rounds), hooks=hooks, progress=False,
+                    step_graphs=shared)
+        t.transform_state = t.transforms.init(list(model.parameters()))
+        return t
 
-    def own():
-        step()
-        theta = torch.cat([p.detach().reshape(-1) for p in params])
-        views = layout.views
+    runs = {"plain": trainer(False), "own graph": trainer(True, False),
+            "shared": trainer(True, True)}
+    mib = graph_mib(runs["shared"], chunks)  # its first step; the others' here
+    runs["plain"].update(chunks)
+    runs["own graph"].update(chunks)
+    t = interleave({name: partial(r.update, chunks) for name, r in runs.items()}, rounds,
+                   opts.now, warm=1)
+    rows = {name: [v for _, v in r.hooks.rows] for name, r in runs.items() if name != "plain"}
+    assert all(v["curv_step_graph"] == 1.0 for v in rows["shared"])
+    assert all(v["curv_step_graph"] == 0.0 for v in rows["own graph"])
+    err = max(abs(a["curv_kappa"] - b["curv_kappa"]) / abs(b["curv_kappa"])
+              for a, b in zip(rows["shared"], rows["own graph"], strict=True))
+    return [label, f"{statistics.median(t['plain']) * 1e3:.2f}",
+            show(per_round(t, "own graph", "plain")), show(per_round(t, "shared", "plain")),
+            show(per_round(t, "shared", "own graph")), f"{mib:.1f}", f"{err:.1e}"]
 
-        def f(flat):
-            return F.cross_entropy(torch.func.functional_call(model, views(flat), (x,)), y)
 
-        return grad_and_hvp(f, theta, u_flat)
+def graph_mib(trainer: Trainer, chunks) -> float:
+    """MiB the shared step holds: autograd's saved storages in the step's forward and
+    create_graph backward (counted in StepGraph's own pack hook), plus its copy of theta_t.
+    One update of `trainer`."""
+    seen: dict[int, int] = {}
 
-    def shared():
-        g = step(create_graph=True)
-        return torch.autograd.grad(g, params, grad_outputs=u)
+    class Counting(StepGraph):
+        def _pack(self, t):
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in self._storages:
+                seen[storage.data_ptr()] = storage.nbytes()
+            return super()._pack(t)
 
-    t = interleave({"step": step, "step + probe": own, "shared": shared}, rounds, opts.now,
-                   warm=1)
-    return [label, f"{statistics.median(t['step']) * 1e3:.2f}",
-            show(per_round(t, "step + probe", "step")), show(per_round(t, "shared", "step")),
-            show(per_round(t, "shared", "step + probe"))]
+    loop.StepGraph = Counting
+    try:
+        trainer.update(chunks)
+    finally:
+        loop.StepGraph = StepGraph
+    copy_bytes = sum(p.untyped_storage().nbytes() for p in trainer.model.parameters())
+    return (sum(seen.values()) + copy_bytes) / 2**20
 
 
 def run(opts: Options) -> None:
@@ -180,9 +212,11 @@ def run(opts: Options) -> None:
                  "build (products)", "graph MiB kept / kept 1x512 / pyhessian",
                  "|kept - pyhessian| / |pyhessian|"], rows))
     print("\nMedian [IQR] of per-round ratios. Target: kept <= 1.10 x pyhessian.")
-    print("\n## The curvature along the step: its own graph, or the step's (batch 128)\n")
-    print(table(["model", "step ms", "step + probe / step", "shared / step",
-                 "shared / (step + probe)"], steps))
+    print("\n## The curvature along the step in the trainer: the step's graph or its own "
+          "(batch 128)\n")
+    print(table(["model", "plain step ms", "own graph / plain", "shared / plain",
+                 "shared / own graph", "graph MiB (shared)", "|shared - own| / |own| kappa"],
+                steps))
     print("\nMedian [IQR] of per-round ratios.")
 
 

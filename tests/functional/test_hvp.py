@@ -114,3 +114,91 @@ def test_predicted_floor_needs_positive_curvature():
     assert math.isnan(predicted_floor(-2.0, 0.0))
     assert math.isnan(predicted_floor(-2.0, -1.0))
     assert math.isnan(predicted_floor(math.nan, 1.0))
+
+
+def _conv_bn_net() -> torch.nn.Module:
+    """Conv -> BN -> tanh -> Linear, float64: a conv weight and a Linear weight (saved by
+    autograd as a transposed view) among the saved parameters; 303 parameters."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.BatchNorm2d(3), torch.nn.Tanh(),
+        torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5)).double()
+
+
+def test_step_graph_products_are_the_hessian_at_theta_t_after_an_in_place_step():
+    """The step's graph kept through `StepGraph`, the parameters then moved in place by SGD
+    with momentum and weight decay: H v is autograd's full Hessian at theta_t (not
+    theta_{t+1}) times v to 1e-10 relative, and the gradient is backward()'s bit for bit."""
+    from torch.func import functional_call
+
+    from sgdwalk.functional import StepGraph
+    from sgdwalk.functional.flat import ParamLayout
+
+    net = _conv_bn_net()
+    twin = _conv_bn_net()  # the same initialisation: the plain backward's reference
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 2, 4, 4, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 5, (6,), generator=gen)
+    params = list(net.parameters())
+    opt = torch.optim.SGD(params, lr=0.3, momentum=0.9, weight_decay=0.1)
+    graph = StepGraph(params)
+    for _step in range(2):  # the second step has momentum: u is not a multiple of g
+        theta_t = torch.cat([p.detach().reshape(-1) for p in params])
+        opt.zero_grad(set_to_none=True)
+        with graph.recording():
+            grads = graph.gradient(torch.nn.functional.cross_entropy(net(x), y))
+        for p, g in zip(params, grads):
+            p.grad = g
+        twin.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(twin(x), y).backward()
+        assert all(torch.equal(p.grad, q.grad) for p, q in zip(params, twin.parameters()))
+        graph.freeze()
+        opt.step()
+        with torch.no_grad():
+            for p, q in zip(params, twin.parameters()):
+                q.copy_(p)  # the twin follows (its BN statistics saw the same batches)
+        assert not torch.equal(torch.cat([p.detach().reshape(-1) for p in params]), theta_t)
+        views = ParamLayout.of(net).views
+        probe = _conv_bn_net()
+        for m in probe.modules():  # batch statistics, as the step's forward used
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.track_running_stats = False
+
+        def loss(flat, probe=probe, views=views):
+            return torch.nn.functional.cross_entropy(functional_call(probe, views(flat), (x,)),
+                                                     y)
+
+        H = torch.autograd.functional.hessian(loss, theta_t)
+        for _ in range(2):  # the graph is kept for more than one product
+            v = torch.randn(theta_t.numel(), generator=gen, dtype=torch.float64)
+            exact = H @ v
+            hv = graph @ v
+            assert torch.linalg.vector_norm(hv - exact) <= 1e-10 * torch.linalg.vector_norm(
+                exact)
+        graph.close()  # the same object records the next step
+        with pytest.raises(RuntimeError, match="closed"):
+            graph @ v
+
+
+@pytest.mark.parametrize("change", ["activation", "parameter before freeze"])
+def test_step_graph_refuses_a_saved_tensor_changed_in_place(change):
+    """Under its saved-tensor hooks autograd checks no versions; StepGraph does: an
+    activation changed after it was saved, or a parameter moved before `freeze`, raises
+    instead of giving a product at the wrong point."""
+    from sgdwalk.functional import StepGraph
+
+    w = torch.tensor([[0.5, -1.0], [2.0, 0.3]], dtype=torch.float64, requires_grad=True)
+    x = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    graph = StepGraph([w])
+    with graph.recording():
+        h = torch.tanh(x @ (w * w))  # w * w saves w; tanh saves its output h
+        graph.gradient((h ** 3).sum())
+    with torch.no_grad():
+        if change == "activation":
+            h.mul_(2.0)
+            graph.freeze()
+        else:
+            w.add_(1.0)
+            graph.freeze()
+    with pytest.raises(RuntimeError, match="modified in place"):
+        graph @ torch.ones(4, dtype=torch.float64)

@@ -23,6 +23,7 @@ from sgdwalk.functional.curve import (
 from sgdwalk.functional.economy import ECONOMY_KEYS, cubic_floor, quadratic_floor
 from sgdwalk.functional.hvp import (
     GradientGraph,
+    StepGraph,
     directional_curvature,
     grad_and_hvp,
     hvp,
@@ -55,6 +56,7 @@ __all__ = [
     "GradientGraph",
     "LanczosResult",
     "PowerIterationResult",
+    "StepGraph",
     "cosine",
     "cubic_floor",
     "curve_summary",

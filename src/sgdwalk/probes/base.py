@@ -34,6 +34,9 @@ class Probe:
     # Data it evaluates on: "batch" (the step's own) or evaluator sources ("probe",
     # "heldout"); a Walk refuses to start when one of those was not given to it.
     sources: tuple[str, ...] = ()
+    # True: observe uses `ctx.step_graph` when there is one, and the walk asks the training
+    # loop to keep the step's graph at the steps where this probe is due
+    takes_step_graph: bool = False
 
     def __init__(self, schedule=None):
         from sgdwalk.probes.schedule import Every

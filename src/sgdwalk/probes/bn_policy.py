@@ -81,6 +81,12 @@ class BNPolicy:
         """
         return not self.has_dropout and (not self._bns or self.policy == "batch")
 
+    @property
+    def bn_training(self) -> bool:
+        """Whether every BN layer is in train mode now (as a model's are while it trains,
+        unless its BN is frozen)."""
+        return all(m.training for m in self._bns)
+
     def recalibrate(self, forwards: list[Callable[[], object]]) -> None:
         """Reset the BN buffers in use and average fresh statistics over the forwards of a
         source's chunks (each a call without arguments: `LossEvaluator.inputs`; momentum

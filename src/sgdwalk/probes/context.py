@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import torch
 
     from sgdwalk.functional.flat import ParamLayout
+    from sgdwalk.functional.hvp import StepGraph
     from sgdwalk.probes.evaluator import Data, LossEvaluator
 
 
@@ -48,6 +49,9 @@ class StepContext:
     params: list[torch.Tensor] = field(default_factory=list)  # the trained ones, layout order
     results: dict[str, Any] = field(default_factory=dict)  # values of the probes run so far
     cache: dict[str, Any] = field(default_factory=dict)  # the services' shared work
+    # the step's gradient with its graph kept by the training loop (H v at theta_t by one
+    # backward: `functional.hvp.StepGraph`), at steps where a probe took it; else None
+    step_graph: StepGraph | None = None
     # sums a per-layer dot table over ranks in place (a sharded walk: one all-reduce);
     # None: one process holds the whole vectors
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None

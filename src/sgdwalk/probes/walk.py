@@ -29,12 +29,14 @@ every rank, each rank giving its own batch and loss (`sgdwalk.probes.sharded`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 import torch
 
 from sgdwalk.errors import ConfigError
 from sgdwalk.functional.flat import ParamLayout, params_of
+from sgdwalk.functional.hvp import StepGraph
 from sgdwalk.losses import Loss, cross_entropy
 from sgdwalk.probes.base import Probe
 from sgdwalk.probes.batch import BatchFormat, batch_format
@@ -143,6 +145,8 @@ class Walk:
             for flat in (self._theta, self._theta_next, self._grad)
         }
         self._pending: tuple | None = None
+        self._step_graph = None  # the graph of the pending step, when the loop kept it
+        self._graph: StepGraph | None = None  # `step`'s own, made at its first use
         self._header_done = False
 
     # -- the two hooks ---------------------------------------------------------------
@@ -151,9 +155,21 @@ class Walk:
         step = self.step_count if step is None else step
         return any(p.tracks_history or p.schedule(step) for p in self.probes)
 
+    def wants_step_graph(self) -> bool:
+        """Whether the next step's backward should keep its graph for the probes (asked by
+        the Trainer before each update): a probe that takes it (`Probe.takes_step_graph`)
+        is due, and the step's Hessian is the one the probes measure: the training forward
+        is the probing forward (no active dropout, BN absent or on batch statistics under
+        the "batch" policy and in train mode), and the parameters have the walk's dtype."""
+        step = self.step_count
+        return (any(p.takes_step_graph and p.schedule(step) for p in self.probes)
+                and self.evaluator.bn.reproduces_training_forward
+                and self.evaluator.bn.bn_training
+                and all(p.dtype == self._theta.dtype for p in self._params))
+
     def before_step(
         self, loss, batch, batch_size: int | None = None, full_batch: bool = False,
-        scaler=None, optimizer: torch.optim.Optimizer | None = None,
+        scaler=None, optimizer: torch.optim.Optimizer | None = None, step_graph=None,
     ) -> None:
         """Call after backward, before `optimizer.step()`: snapshot theta_t and g_t.
 
@@ -168,7 +184,11 @@ class Walk:
                 divided by the scale, as `scaler.unscale_(optimizer)` divides it, unless
                 that already ran; a step the scaler will skip (a gradient with inf or NaN)
                 is not a walk step (`after_step` then returns {}).
+            step_graph: the step's gradient with its graph kept (`functional.hvp.StepGraph`,
+                from a loop that asked `wants_step_graph`); probes that take it read H u_t
+                from it in `after_step`, before the loop frees it.
         """
+        self._step_graph = step_graph
         chunks = self.batches.chunks(batch)
         if scaler is not None and self.ranks is not None:
             raise ConfigError("Walk.before_step: expected no scaler= on a sharded (FSDP2) "
@@ -193,6 +213,7 @@ class Walk:
             raise RuntimeError("Walk.after_step: expected a before_step call first, got none")
         loss, chunks, n, full_batch, skipped = self._pending
         self._pending = None
+        step_graph, self._step_graph = self._step_graph, None
         if skipped:
             return {}
         if not self._header_done:
@@ -228,6 +249,7 @@ class Walk:
             optimizer=optimizer,
             params=self._params,
             reduce=None if self.ranks is None else self.ranks.sum_,
+            step_graph=step_graph,
         )
         values = self.observe(ctx)
         if values:
@@ -257,17 +279,39 @@ class Walk:
     def step(self, optimizer, *batch) -> torch.Tensor:
         """One training step on the mean of the walk's per-example loss, with the walk
         around it: `step(optimizer, x, y)` or `step(optimizer, batch)`; returns the batch
-        loss."""
+        loss. At steps where a probe takes the step's graph (`wants_step_graph`) the
+        backward keeps it for that probe (the same gradient) and frees it after the step."""
         batch = batch[0] if len(batch) == 1 else batch
         optimizer.zero_grad(set_to_none=True)
         fmt = self.batches
-        loss = torch.cat([fmt.losses(fmt.forward(self.model, x), y)
-                          for x, y in fmt.chunks(batch)]).mean()
-        loss.backward()
-        self.before_step(loss.detach(), batch)
-        optimizer.step()
-        self.after_step(optimizer)
+        graph = self._own_step_graph()
+        with graph.recording() if graph is not None else contextlib.nullcontext():
+            loss = torch.cat([fmt.losses(fmt.forward(self.model, x), y)
+                              for x, y in fmt.chunks(batch)]).mean()
+            if graph is None:
+                loss.backward()
+            else:  # the same gradient, its graph kept for the probes (see wants_step_graph)
+                for p, g in zip(graph.params, graph.gradient(loss)):
+                    p.grad = g
+        try:
+            self.before_step(loss.detach(), batch, step_graph=graph)
+            if graph is not None:
+                graph.freeze()
+            optimizer.step()
+            self.after_step(optimizer)
+        finally:
+            if graph is not None:
+                graph.close()
         return loss.detach()
+
+    def _own_step_graph(self):
+        """`step`'s StepGraph when a probe wants it, in one process; else None."""
+        if not self.wants_step_graph() or (torch.distributed.is_available()
+                                           and torch.distributed.is_initialized()):
+            return None
+        if self._graph is None:  # one, reused: its copy of theta_t stays allocated
+            self._graph = StepGraph(self._params)
+        return self._graph
 
     def grads_finite(self) -> bool:
         """Whether every gradient of the walked parameters is finite (a GradScaler skips

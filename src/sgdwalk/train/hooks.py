@@ -14,7 +14,13 @@ Chunks = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 class StepHooks(Protocol):
-    """Called by the loop between backward and `optimizer.step()`, and right after it."""
+    """Called by the loop between backward and `optimizer.step()`, and right after it.
+
+    Optional: hooks with a method `wants_step_graph() -> bool` are asked before each
+    update's forward whether they want the step's graph; when they do and the loop can keep
+    it (one chunk, one process), `before_step` gets `step_graph=` a
+    `sgdwalk.functional.hvp.StepGraph` (H v at theta_t, valid until `after_step` returns).
+    """
 
     def before_step(self, loss: float, batch: Chunks, batch_size: int | None = None,
                     full_batch: bool = False) -> None:

@@ -6,6 +6,14 @@ walk snapshots theta_t and the true g_t) -> the gradient transforms (scale, clip
 `optimizer.step()` -> `hooks.after_step` (theta_{t+1}: the probes run) -> the row -> the
 evaluation, checkpoint and commit that are due.
 
+The step's graph: at an update where the hooks ask for it (`StepHooks.wants_step_graph`:
+the walk, when its curvature probe is due and the probes' Hessian is the training
+forward's), the batch is one chunk and the run one process, the backward keeps its graph
+(`functional.hvp.StepGraph`, the same gradient bit for bit) and the hooks get it in
+`before_step(..., step_graph=)`; a probe then takes H u_t at theta_t after the step by one
+more backward instead of its own forward and two backwards. The graph is freed when the
+update ends. `step_graphs=False` never keeps it.
+
 Row t of the metric store describes update t (theta_t -> theta_{t+1}): the batch loss f_t(0),
 the lr applied (set from the step by `lr_at` when a schedule is given) and every probe value.
 Evaluations (train/val/test loss and accuracy) are logged on the row of the last update
@@ -18,6 +26,7 @@ exactly and rewrites any rows logged after the checkpoint with equal values.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Callable
@@ -29,6 +38,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from sgdwalk.errors import SgdwalkWarning, StoreError
+from sgdwalk.functional.hvp import StepGraph
 from sgdwalk.train.batches import Batches, Chunks
 from sgdwalk.train.cadence import Cadence
 from sgdwalk.train.distributed import Parallel
@@ -67,10 +77,13 @@ class Trainer:
     name: str = "run"  # the progress bar's label
     progress: bool = True  # show a progress bar when `run` is not told
     facts: dict = field(default_factory=dict)  # written to meta.json when training starts
+    # keep the step's graph where the hooks ask (`StepHooks.wants_step_graph`); False: never
+    step_graphs: bool = True
     step: int = field(default=0, init=False)  # updates done
     transform_state: Any = field(default=None, init=False)
     store: Any = field(default=None, init=False)
     last_finite: dict = field(default_factory=dict, init=False)  # last finite loss, its step
+    _graph: StepGraph | None = field(default=None, init=False, repr=False)
 
     def run(self, store, progress: bool | None = None,
             halt_at_step: int | None = None) -> Outcome:
@@ -91,20 +104,11 @@ class Trainer:
                     self._checkpoint()
                     status = "stopped"
                     break
-                chunks = self.batches.batch(self.step)
-                n = sum(len(y) for _, y in chunks)
-                loss = self._forward_backward(chunks, n)
+                loss = self.update(self.batches.batch(self.step))
                 if not math.isfinite(loss):
                     self._record_divergence(loss)
                     status = "diverged"
                     break
-                if self.lr_at is not None:  # a pure function of the step: resumes exactly
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = self.lr_at(self.step)
-                self.hooks.before_step(loss, chunks, n, full_batch=self.batches.full_batch)
-                self.transform_state = self.transforms.apply(self._grads(), self.transform_state)
-                self.optimizer.step()
-                self.hooks.after_step(self.optimizer)
                 self.store.log(self.step, {"loss": loss,
                                            "lr": self.optimizer.param_groups[0]["lr"]})
                 self.last_finite = {"loss": loss, "step": self.step}
@@ -116,17 +120,63 @@ class Trainer:
         bar.close()
         return Outcome(status, self.step, final)
 
-    def _forward_backward(self, chunks: Chunks, n: int) -> float:
-        """Gradients of the mean loss over the global batch of n examples; its value."""
+    def update(self, chunks: Chunks) -> float:
+        """One update on the global batch `chunks`: forward and backward, the lr of the step,
+        `hooks.before_step`, the transforms, `optimizer.step()`, `hooks.after_step`. Returns
+        the batch loss; a non-finite one returns before anything else (nothing stepped)."""
+        n = sum(len(y) for _, y in chunks)
+        graph = self._step_graph(chunks)
+        try:
+            loss = self._forward_backward(chunks, n, graph)
+            if not math.isfinite(loss):
+                return loss
+            if self.lr_at is not None:  # a pure function of the step: resumes exactly
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.lr_at(self.step)
+            shared = {} if graph is None else {"step_graph": graph}
+            self.hooks.before_step(loss, chunks, n, full_batch=self.batches.full_batch, **shared)
+            self.transform_state = self.transforms.apply(self._grads(), self.transform_state)
+            if graph is not None:
+                graph.freeze()  # theta_t, for the hooks' products after the step
+            self.optimizer.step()
+            self.hooks.after_step(self.optimizer)
+        finally:
+            if graph is not None:
+                graph.close()  # the step's graph is freed with the step
+        return loss
+
+    def _forward_backward(self, chunks: Chunks, n: int, graph: StepGraph | None = None
+                          ) -> float:
+        """Gradients of the mean loss over the global batch of n examples; its value.
+        With `graph`, the backward keeps its graph there (the same gradient, bit for bit)."""
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), dtype=torch.float64)
-        for x, y in self.par.share(chunks, self.batches.full_batch):
-            chunk_mean = self.loss_fn(self.model(x), y)
-            # lr is the step on the mean loss over the whole (global) batch
-            (chunk_mean * (len(y) * self.par.world / n)).backward()
-            loss_sum += chunk_mean.detach().double().cpu() * len(y)
+        with graph.recording() if graph is not None else contextlib.nullcontext():
+            for x, y in self.par.share(chunks, self.batches.full_batch):
+                chunk_mean = self.loss_fn(self.model(x), y)
+                # lr is the step on the mean loss over the whole (global) batch
+                scaled = chunk_mean * (len(y) * self.par.world / n)
+                if graph is None:
+                    scaled.backward()
+                else:  # one chunk (`_step_graph`): .grad is empty, as backward would find it
+                    for p, g in zip(graph.params, graph.gradient(scaled)):
+                        p.grad = g
+                loss_sum += chunk_mean.detach().double().cpu() * len(y)
         self.par.average_gradients(self.model.parameters())
         return float(self.par.mean_(loss_sum)) * self.par.world / n
+
+    # -- the step's graph, shared with the hooks -------------------------------------------
+    def _step_graph(self, chunks: Chunks) -> StepGraph | None:
+        """A StepGraph for this update when the hooks ask for one (`wants_step_graph`) and
+        its Hessian is the hooks' batch loss's: one chunk in one process. Else None: the
+        plain backward."""
+        wants = getattr(self.hooks, "wants_step_graph", None)
+        if (not self.step_graphs or wants is None or len(chunks) != 1 or self.par.active
+                or not wants()):
+            return None
+        if self._graph is None:  # one, reused: its copy of theta_t stays allocated
+            self._graph = StepGraph(self._params())
+        return self._graph
 
     def _grads(self) -> list[torch.Tensor]:
         return [p.grad for p in self.model.parameters() if p.grad is not None]
