@@ -56,6 +56,11 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
                                                          "align_", "barrier_", "noise_",
                                                          "cos_", "dist_"))]
     assert len(probe_names) > 40
+    # which path the curvature product took: the step's own graph in one process, the
+    # probe's own product under torchrun (docs/metrics.md, curv_step_graph); the values agree
+    assert (a["curv_step_graph"].dropna() == 1).all()
+    assert (b["curv_step_graph"].dropna() == 0).all()
+    a, b = a.drop(columns="curv_step_graph"), b.drop(columns="curv_step_graph")
     diff = np.abs(b[a.columns].to_numpy(float) - a.to_numpy(float))
     assert np.nanmax(diff) > 0  # really two computations, not one file read twice
     rel = diff / np.maximum(np.abs(a.to_numpy(float)), 1e-3)
