@@ -121,6 +121,10 @@ class OptimConfig:
     batch_size: int = 100  # sgd: mini-batch size (study: 100)
     momentum: float = 0.0  # SGD momentum (study: 0)
     weight_decay: float = 0.0  # L2 weight decay through the optimizer (study: 1e-4)
+    # which parameters it decays: all | matrices (nanoGPT's two groups: tensors of 2 or more
+    # dimensions, i.e. weight matrices, convolution kernels and embeddings; biases and
+    # LayerNorm/BatchNorm parameters get none)
+    weight_decay_on: str = "all"
     kwargs: dict[str, Any] = field(default_factory=dict)  # more optimizer arguments
     gd_chunk: int = 5000  # gd: examples per accumulated chunk (memory only, not maths)
     gd_sum_chunks: bool = False  # gd: the original's sum over chunks: a step n_chunks x lr
@@ -149,6 +153,7 @@ class OptimConfig:
         _check_choice(self, "algorithm", ("sgd", "gd", "gd_noise"))
         _check_choice(self, "schedule", ("constant", "step", "cosine", "wsd"))
         _check_choice(self, "decay_shape", ("linear", "cosine", "sqrt"))
+        _check_choice(self, "weight_decay_on", ("all", "matrices"))
         if self.warmup_steps < 0:
             raise ConfigError(f"optim.warmup_steps: expected an integer >= 0, "
                               f"got {self.warmup_steps}")

@@ -102,6 +102,22 @@ def test_every_shipped_study_expands_to_distinct_valid_runs(name, scale):
         assert {c.model.name for c in study.runs} <= {"vgg11", "mlp"}
 
 
+def test_river_valley_cpu_model_is_in_issue_17s_range_and_decays_only_matrices():
+    """2 blocks, width 96: 2 (12 d^2 + 13 d) + (V + T) d + 2 d = 237,792 parameters with
+    fortunes' V = 113 characters (tied head), inside 0.2-1M; nanoGPT's decay groups."""
+    from sgdwalk.models import build_model
+
+    study = load_study("river-valley", scale="cpu")
+    (m,) = {c.model for c in study.runs}
+    assert (m.n_layer, m.n_head, m.n_embd, m.block_size) == (2, 4, 96, 32)
+    d, vocab, t = m.n_embd, 113, m.block_size
+    count = sum(p.numel() for p in build_model(m, (t,), vocab).parameters())
+    assert count == 2 * (12 * d * d + 13 * d) + (vocab + t) * d + 2 * d == 237_792
+    assert 200_000 <= count <= 1_000_000
+    assert {c.optim.weight_decay_on for c in load_study("river-valley", scale="paper").runs} \
+        == {c.optim.weight_decay_on for c in study.runs} == {"matrices"}
+
+
 def test_grid_variants_and_axes_expand_in_file_order(grid_file):
     study = load_study(grid_file)
     names = _names(study)

@@ -51,6 +51,9 @@ def test_gpt_char_trains_measures_and_evaluates_sequences(text_file, tmp_path):
     # the first row is the mean per-sequence loss of the first batch at theta_0, in train
     # mode (dropout on); ln(31) = 3.43 is a uniform guess over the vocabulary
     trainer = build_trainer(cfg)
+    # nanoGPT's groups (optim.weight_decay_on = "matrices"): biases and LayerNorm not decayed
+    assert [(g["weight_decay"], {p.dim() >= 2 for p in g["params"]})
+            for g in trainer.optimizer.param_groups] == [(0.1, {True}), (0.0, {False})]
     (x, y), = trainer.batches.batch(0)
     assert x.shape == y.shape == (8, 12)
     assert 3.0 < table.loc[0, "loss"] < 3.8

@@ -31,7 +31,10 @@ class StepContext:
     step: int  # t, counted from 0
     epoch: int  # 0-based epoch of this step
     lr: float  # learning rate of the first parameter group
-    weight_decay: float  # weight decay of the first parameter group
+    # the weight decay the optimizer applies to each walked parameter (its param group's
+    # `weight_decay`, 0 for one in no group), in `layout.names` order; one value repeated
+    # when a single group holds them all
+    weight_decays: tuple[float, ...]
     batch_size: int  # examples in the step's batch (all chunks together)
     loss: float  # f_t(0): mean loss of the step's batch at theta_t (training forward)
     theta: torch.Tensor  # theta_t

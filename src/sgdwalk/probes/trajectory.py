@@ -2,7 +2,8 @@
 
 Definitions (global, and per layer as vectors in `layout.layers` order):
     cos_grad         cos(g_{t-1}, g_t)              mini-batch gradients, no weight decay
-    cos_grad_wd      cos(g_{t-1} + wd theta_{t-1}, g_t + wd theta_t)   as the original code
+    cos_grad_wd      cos(g_{t-1} + wd theta_{t-1}, g_t + wd theta_t)   as the original code;
+                     wd per parameter, its optimizer group's (ctx.weight_decays)
     cos_update       cos(u_{t-1}, u_t)              applied updates
     cos_grad_update  cos(g_t, u_t)                  -1 for plain SGD without weight decay
     grad_norm        ||g_t||
@@ -59,6 +60,7 @@ class Trajectory(Probe):
         self._seen: tuple | None = None  # (step, {"a.b": per-layer <a, b>}, totals) of observe
         self._work: dict[str, torch.Tensor] = {}  # float64 scratch: g, u, d, w (= g + wd theta)
         self._carry: tuple | None = None  # (step, {"pg"|"pu"|"pw": per-layer squared norm})
+        self._wd_flat: tuple | None = None  # (weight_decays, their flat vector) when mixed
 
     def _init(self, ctx: StepContext) -> None:
         if self.theta0 is None:
@@ -121,8 +123,8 @@ class Trajectory(Probe):
         torch.sub(ctx.theta_next, self.theta0, out=v["d"])  # rounded in theta's dtype, as ever
         if self.prev_grad is not None:
             v |= {"pg": self.prev_grad, "pu": self.prev_update}
-            if not (ctx.weight_decay == 0 and self.prev_grad_wd is None):
-                v["w"] = _with_decay(ctx, self._scratch("w", ctx.theta))
+            if any(ctx.weight_decays) or self.prev_grad_wd is not None:
+                v["w"] = self._with_decay(ctx, self._scratch("w", ctx.theta))
                 v["pw"] = self.prev_grad if self.prev_grad_wd is None else self.prev_grad_wd
         return v
 
@@ -167,17 +169,47 @@ class Trajectory(Probe):
         else:
             self.prev_grad = _keep64(self.prev_grad, ctx.grad)
             self.prev_update = _keep64(self.prev_update, ctx.update)
-        if not ctx.weight_decay:
+        if not any(ctx.weight_decays):
             self.prev_grad_wd = None  # g_{t-1} + 0 theta: cos_grad_wd is cos_grad
         elif seen is not None and "w.w" in seen:
             self.prev_grad_wd, self._work["w"] = self._work["w"], self.prev_grad_wd
         else:
-            self.prev_grad_wd = _keep64(self.prev_grad_wd, _with_decay(ctx))
+            self.prev_grad_wd = _keep64(self.prev_grad_wd, self._with_decay(ctx))
         if seen is not None:
             carry = {"pg": seen["g.g"], "pu": seen["u.u"]}
             if self.prev_grad_wd is None or "w.w" in seen:
                 carry["pw"] = seen["g.g"] if self.prev_grad_wd is None else seen["w.w"]
             self._carry = (ctx.step, carry)
+
+    def _decay(self, ctx: StepContext) -> float | torch.Tensor:
+        """The weight decay of theta's entries: one number when every parameter has the same
+        (a single param group: the scalar product below is bit for bit the one-group code
+        path), else a flat vector in theta's dtype, rebuilt only when the decays change."""
+        wds = ctx.weight_decays
+        if len(set(wds)) <= 1:
+            return wds[0] if wds else 0.0
+        if self._wd_flat is None or self._wd_flat[0] != wds:
+            import torch
+
+            flat = torch.empty_like(ctx.theta)
+            for (a, b), wd in zip(ctx.layout.bounds, wds):
+                flat[a:b] = wd
+            self._wd_flat = (wds, flat)
+        return self._wd_flat[1]
+
+    def _with_decay(self, ctx: StepContext, out: torch.Tensor | None = None) -> torch.Tensor:
+        """g_t + wd theta_t, rounded as `grad + weight_decay * theta` (into `out` if given),
+        with each parameter's own wd.
+
+        The sum is rounded in theta's dtype whatever `out`'s dtype: a float64 `out` holds the
+        float32 value exactly.
+        """
+        import torch
+
+        decayed = self._decay(ctx) * ctx.theta
+        if out is None:
+            return ctx.grad + decayed
+        return torch.add(ctx.grad, decayed, out=out)
 
     def state_dict(self) -> dict:
         return {
@@ -234,19 +266,6 @@ def _per_layer(dot: dict[str, np.ndarray], prev: bool, path_before: np.ndarray) 
         out["cos_grad_layers"] = vec(cos(dot["pg.g"], dot["pg.pg"], gg))
         out["cos_update_layers"] = vec(cos(dot["pu.u"], dot["pu.pu"], uu))
     return out
-
-
-def _with_decay(ctx: StepContext, out: torch.Tensor | None = None) -> torch.Tensor:
-    """g_t + wd theta_t, rounded as `grad + weight_decay * theta` (into `out` if given).
-
-    The sum is rounded in theta's dtype whatever `out`'s dtype: a float64 `out` holds the
-    float32 value exactly.
-    """
-    import torch
-
-    if out is None:
-        return ctx.grad + ctx.weight_decay * ctx.theta
-    return torch.add(ctx.grad, ctx.weight_decay * ctx.theta, out=out)
 
 
 def _cos1(tot: dict[str, float], a: str, b: str) -> float:

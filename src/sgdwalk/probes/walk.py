@@ -234,7 +234,7 @@ class Walk:
             step=step,
             epoch=step // self.steps_per_epoch,
             lr=float(lr if lr is not None else group.get("lr", float("nan"))),
-            weight_decay=float(group.get("weight_decay", 0.0) or 0.0),
+            weight_decays=_weight_decays(optimizer, self._params),
             batch_size=n,
             loss=loss,
             theta=self._theta,
@@ -421,6 +421,14 @@ def _inv_scale(scaler, optimizer) -> torch.Tensor | None:
         return None
     scale = torch.tensor(scaler.get_scale(), dtype=torch.float64)
     return scale.reciprocal().float()
+
+
+def _weight_decays(optimizer, params: list[torch.Tensor]) -> tuple[float, ...]:
+    """Each parameter's weight decay from the optimizer's param groups, as it is now (a
+    group's decay may change between steps); 0 for a parameter in no group."""
+    groups = optimizer.param_groups if optimizer is not None else []
+    by_id = {id(p): float(g.get("weight_decay", 0.0) or 0.0) for g in groups for p in g["params"]}
+    return tuple(by_id.get(id(p), 0.0) for p in params)
 
 
 def _cuda_devices(t: torch.Tensor) -> Sequence[int]:

@@ -15,7 +15,12 @@ _UNFIT = tuple(getattr(torch.optim, name) for name in ("LBFGS", "SparseAdam")
 
 
 def make_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
-    """The torch.optim class named by `cfg.optimizer`, with lr, weight decay, momentum."""
+    """The torch.optim class named by `cfg.optimizer`, with lr, weight decay, momentum.
+
+    `cfg.weight_decay_on = "matrices"` makes two parameter groups as nanoGPT's
+    `configure_optimizers`: tensors of 2 or more dimensions (weights, kernels, embeddings)
+    decayed by `cfg.weight_decay`, the rest (biases, norm parameters) not decayed.
+    """
     cls = getattr(torch.optim, cfg.optimizer, None)
     if not (inspect.isclass(cls) and issubclass(cls, torch.optim.Optimizer)) or (
         cls in _UNFIT or cls is torch.optim.Optimizer
@@ -42,6 +47,8 @@ def make_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
         )
     kwargs.update(cfg.kwargs)
     params = list(params)
+    if cfg.weight_decay_on == "matrices" and "weight_decay" in accepted:
+        params = _decay_groups(params)
     if kwargs.get("capturable") and _any_on(params, "cpu"):
         # config.py refuses it for train.device = "cpu"; "auto" resolves to the CPU here
         raise ConfigError("optim.kwargs.capturable: expected false or unset for parameters "
@@ -53,6 +60,14 @@ def make_optimizer(cfg: OptimConfig, params) -> torch.optim.Optimizer:
         raise ConfigError(
             f"optim.kwargs: expected arguments {cfg.optimizer} accepts, got {exc}"
         ) from None
+
+
+def _decay_groups(params: list[torch.Tensor]) -> list[dict]:
+    """nanoGPT's groups: tensors of >= 2 dimensions first (the optimizer's weight decay),
+    then the rest with weight_decay 0; an empty group is left out."""
+    groups = [{"params": [p for p in params if p.dim() >= 2]},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
 
 
 def _any_on(params, device_type: str) -> bool:
