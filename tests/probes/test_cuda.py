@@ -43,16 +43,26 @@ def test_walk_on_cuda_equals_the_walk_on_cpu():
             torch.randint(0, 3, (64,), generator=gen))
     cpu, gpu = _walk_rows(model, data, "cpu"), _walk_rows(model, data, "cuda")
     assert [s for s, _ in gpu] == [s for s, _ in cpu]
-    compared = 0
-    for (_, a), (_, b) in zip(cpu, gpu):
+    compared, off = 0, []
+    for (step, a), (_, b) in zip(cpu, gpu):
         assert a.keys() == b.keys()
         for key, va in a.items():
-            vb = b[key]
-            va, vb = (torch.as_tensor(v, dtype=torch.float64).cpu() for v in (va, vb))
+            va, vb = (torch.as_tensor(v, dtype=torch.float64).cpu() for v in (va, b[key]))
+            if key in ("sharp_residual", "sharp_matvecs"):
+                # Lanczos starts from each device's own random stream (a CUDA generator
+                # draws other numbers than a CPU one): where it stops differs, and only
+                # that it stopped within its tolerance is common to both
+                if key == "sharp_residual":
+                    assert float(va) < 1e-3 and float(vb) < 1e-3
+                continue
+            # eigenvalues from other starts agree to the solver's tolerance, not round-off
+            rtol = 1e-3 if key.startswith("sharp_") else 1e-7
             finite = torch.isfinite(va)
-            assert torch.equal(finite, torch.isfinite(vb)), key
-            assert torch.allclose(va[finite], vb[finite], rtol=1e-7, atol=1e-10), key
+            if not (torch.equal(finite, torch.isfinite(vb))
+                    and torch.allclose(va[finite], vb[finite], rtol=rtol, atol=1e-10)):
+                off.append((step, key, va.tolist(), vb.tolist()))
             compared += int(finite.sum())
+    assert not off, off[:5]
     assert compared > 200  # not vacuous: every family's values were compared
     assert any(k.startswith("curv_") for _, row in gpu for k in row)
     assert any(k.startswith("sharp") for _, row in gpu for k in row)
