@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -25,7 +26,7 @@ from sgdwalk import losses
 from sgdwalk.batch_sizes import check_batchnorm_batches
 from sgdwalk.config import RunConfig, config_from_toml
 from sgdwalk.data import load_dataset
-from sgdwalk.errors import ConfigError
+from sgdwalk.errors import ConfigError, SgdwalkWarning
 from sgdwalk.functional.flat import params_of
 from sgdwalk.functional.lanczos import lanczos
 from sgdwalk.hessian import Hessian
@@ -194,6 +195,7 @@ def build_trainer(cfg: RunConfig) -> Trainer:
     optimizer = make_optimizer(cfg.optim, model.parameters())
     schedule = make_schedule(cfg.optim, total_steps)  # its peak: the lr just set
     walk = _build_walk(cfg, model, data, device, steps_per_epoch, per_example)
+    _warn_unreached(walk.probes, total_steps, steps_per_epoch)
     n_chunks = math.ceil(len(y) / cfg.optim.gd_chunk) if batches.full_batch else 1
     transforms = gradient_transforms(cfg.optim, n_chunks,
                                      partial(isotropic_noise_std, cfg.optim, model, loss_fn, x, y),
@@ -214,6 +216,22 @@ def build_trainer(cfg: RunConfig) -> Trainer:
                    progress=cfg.train.progress, facts=facts)
 
 
+def _warn_unreached(probes, total_steps: int, steps_per_epoch: int) -> None:
+    """Warn when a probe's named steps (steps:S, epochs:E) lie past the run's last step:
+    a study window the run never reaches (train.epochs x steps per epoch, or
+    train.max_steps, ends it first) is measured nowhere."""
+    from sgdwalk.probes.schedule import listed_beyond
+
+    for probe in probes:
+        late, listed = listed_beyond(probe.schedule, total_steps)
+        if late:
+            warnings.warn(SgdwalkWarning(
+                f"walk.{probe.name}: {len(late)} of its {listed} named steps ({late[0]}"
+                f"{'' if len(late) == 1 else f'-{late[-1]}'}) lie past the run's last step "
+                f"{total_steps - 1} ({steps_per_epoch} steps per epoch; train.epochs and "
+                f"train.max_steps end it): never measured"), stacklevel=2)
+
+
 def sharpness_at_init(model: torch.nn.Module, per_example, x: torch.Tensor, y: torch.Tensor,
                       chunk: int) -> float:
     """lambda_0: the top eigenvalue of the Hessian of the mean training loss at the model's
@@ -226,7 +244,7 @@ def sharpness_at_init(model: torch.nn.Module, per_example, x: torch.Tensor, y: t
     data = [(x[i:i + chunk], y[i:i + chunk]) for i in range(0, len(y), chunk)]
     hessian = Hessian.of_module(probe, per_example, theta, data)
     res = lanczos(lambda v: hessian @ v, dim=theta.numel(), k=1, tol=1e-4, max_iter=100,
-                  generator=torch.Generator(theta.device).manual_seed(0), dtype=theta.dtype,
+                  generator=torch.Generator().manual_seed(0), dtype=theta.dtype,
                   device=theta.device)
     return float(res.eigenvalues[0])
 

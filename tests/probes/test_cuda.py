@@ -46,17 +46,15 @@ def test_walk_on_cuda_equals_the_walk_on_cpu():
     compared, off = 0, []
     for (step, a), (_, b) in zip(cpu, gpu):
         assert a.keys() == b.keys()
+        # the walk's generator is on the CPU for every device, so Lanczos starts alike on
+        # both: with the same number of products its eigenpairs agree to round-off; a
+        # residual that crosses the tolerance on one device only stops it a product
+        # earlier, and then they agree to the tolerance (1e-3)
+        same_solve = a.get("sharp_matvecs") == b.get("sharp_matvecs")
         for key, va in a.items():
             va, vb = (torch.as_tensor(v, dtype=torch.float64).cpu() for v in (va, b[key]))
-            if key in ("sharp_residual", "sharp_matvecs"):
-                # Lanczos starts from each device's own random stream (a CUDA generator
-                # draws other numbers than a CPU one): where it stops differs, and only
-                # that it stopped within its tolerance is common to both
-                if key == "sharp_residual":
-                    assert float(va) < 1e-3 and float(vb) < 1e-3
-                continue
-            # eigenvalues from other starts agree to the solver's tolerance, not round-off
-            rtol = 1e-3 if key.startswith("sharp_") else 1e-7
+            solved = key.startswith(("sharp_", "align_"))
+            rtol = 1e-3 if solved and not same_solve else 1e-7
             finite = torch.isfinite(va)
             if not (torch.equal(finite, torch.isfinite(vb))
                     and torch.allclose(va[finite], vb[finite], rtol=rtol, atol=1e-10)):

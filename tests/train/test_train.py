@@ -1,6 +1,7 @@
 """The training loop: determinism, exact resumption, GD scaling, divergence, noise."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -136,3 +137,22 @@ def test_full_batch_runs_resume_exactly_from_step_cadence_checkpoints(tiny_confi
 def test_adam_by_name(tiny_config, tmp_path):
     result = train(tiny_config(**{"optim.optimizer": "Adam", "optim.lr": 0.01}), tmp_path)
     assert result.status == "completed" and result.final["train_acc"] > 0.5
+
+
+def test_a_window_past_the_runs_end_is_warned_of_in_one_line(tiny_config):
+    """A study's named steps that the run never reaches (the river-valley paper scale's
+    line windows at 3,800+ in runs that train.epochs = 1 ended at step 1,113) are measured
+    nowhere: the run says so before it starts, and still runs."""
+    from sgdwalk.errors import SgdwalkWarning
+    from sgdwalk.probes.schedule import listed_beyond, parse_schedule
+
+    assert listed_beyond(parse_schedule("steps:5,90,91+every:4", 10), 40) == ([90, 91], 3)
+    assert listed_beyond(parse_schedule("epochs:1,3,5", 10), 40) == ([40], 3)  # epoch 5: 40
+    assert listed_beyond(parse_schedule("every:4", 10), 40) == ([], 0)
+    cfg = tiny_config(**{"walk.line": "steps:1,900,901"})
+    with pytest.warns(SgdwalkWarning, match=r"^walk\.line: 2 of its 3 named steps \(900-901\) "
+                                            r"lie past the run's last step \d+ "):
+        build_trainer(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SgdwalkWarning)
+        build_trainer(tiny_config(**{"walk.line": "steps:1,2"}))  # nothing past the end

@@ -71,6 +71,19 @@ class Union:
         return any(p(step) for p in self.parts)
 
 
+def listed_beyond(schedule, total_steps: int) -> tuple[list[int], int]:
+    """(the steps a schedule lists by name, steps:S or epochs:E, that a run of `total_steps`
+    never reaches, how many it lists in all): a study's windows past the end of its runs."""
+    parts = schedule.parts if isinstance(schedule, Union) else (schedule,)
+    listed: set[int] = set()
+    for part in parts:
+        if isinstance(part, Steps):
+            listed |= part.steps
+        elif isinstance(part, EpochWindows):  # an epoch counts by its first step
+            listed |= {(e - 1) * part.steps_per_epoch for e in part.epochs}
+    return sorted(t for t in listed if t >= total_steps), len(listed)
+
+
 def parse_schedule(spec: str, steps_per_epoch: int, where: str = "schedule"):
     """Turn a schedule string into a callable step -> bool."""
     if not isinstance(spec, str) or not spec.strip():

@@ -134,7 +134,9 @@ class Walk:
         self.sink = sink
         self.rows: list[tuple[int, dict]] = []
         self.step_count = 0
-        self.generator = torch.Generator(device=self.evaluator.scratch.device).manual_seed(seed)
+        # on the CPU whatever the model's device: the same seed draws the same random starts
+        # (Lanczos) on every device, which the solvers then move to the model's
+        self.generator = torch.Generator().manual_seed(seed)
         like = self.evaluator.scratch
         self._theta, self._theta_next = self.layout.empty(like), self.layout.empty(like)
         self._grad, self._update = self.layout.empty(like), self.layout.empty(like)
