@@ -15,6 +15,9 @@ TINY = ["train.max_steps=3", "train.epochs=1", "train.progress=false", "data.pro
         "walk.sharpness=every:2", "walk.sharpness_max_iter=6"]
 
 
+# a few steps of each preset: its named windows (the CIFAR presets' curvature at chosen
+# steps) lie past the end, which the run rightly warns of
+@pytest.mark.filterwarnings("ignore:walk.*named steps.*never measured")
 @pytest.mark.parametrize("name", preset_names())
 def test_preset_trains_at_tiny_scale(name, paper_data, tmp_path):
     config = load_config(name)
