@@ -1,6 +1,6 @@
 """The walk's cost on a CUDA device: each preset / a plain step, per study model and the GPT.
 
-    python benchmarks/gpu_cost.py [--quick] [--models digits-mlp,vgg11,...]
+    python benchmarks/gpu_cost.py [--quick] [--models digits-mlp,vgg11,...] [--profile]
 
 The tables of `study_cost.py` (cheap, economy and line per study model at its study batch)
 and `transformer_cost.py` (economy and line on the gpt-char preset's GPT with AdamW),
@@ -103,7 +103,47 @@ def gpt_rows(rounds: int) -> list[list[str]]:
              *(show(per_round(t, p, "adamw")) for p in ("cheap", "economy", "line")), "-"]]
 
 
-def run(opts: Options, models: tuple[str, ...] = ()) -> None:
+def profile_rows(key: str, steps: int = 40) -> list[list[str]]:
+    """Per step of plain SGD, cheap and economy on a study model, from `torch.profiler`
+    (CPU and CUDA activity, `steps` steps after 10 warm ones): wall ms, kernel launches, the
+    host's waits for the device (scalar reads, copies, stream syncs) and the kernels' time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    label, data, model, batch, wd = STUDY[key]
+    s = setting(key, batch=batch, model_cfg=model, data_cfg=data)
+    rows = []
+    for name, walk in (("sgd", None), ("cheap", WalkConfig(preset="cheap")),
+                       ("economy", WalkConfig(preset="economy"))):
+        r = Runner(s, walk, lr=LR, weight_decay=wd, device=DEVICE)
+        for _ in range(10):
+            r.step()
+        began = now()
+        for _ in range(steps):
+            r.step()
+        wall = (now() - began) / steps * 1e3
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE == "cuda" else [])
+        with profile(activities=activities) as prof:
+            for _ in range(steps):
+                r.step()
+            now()
+        events = prof.key_averages()
+        by = {e.key: e for e in events}
+
+        def count(k, by=by):
+            return by[k].count / steps if k in by else 0.0
+
+        host = sum(by[k].cpu_time_total for k in ("cudaMemcpyAsync", "cudaStreamSynchronize")
+                   if k in by) / steps / 1e3
+        kernels = sum(e.self_device_time_total for e in events
+                      if e.device_type.name == "CUDA") / steps / 1e3
+        rows.append([label, name, f"{wall:.2f}", f"{count('cudaLaunchKernel'):.0f}",
+                     f"{count('aten::_local_scalar_dense'):.0f}",
+                     f"{count('cudaMemcpyAsync'):.0f}", f"{count('cudaStreamSynchronize'):.0f}",
+                     f"{host:.2f}", f"{kernels:.2f}"])
+    return rows
+
+
+def run(opts: Options, models: tuple[str, ...] = (), profiled: bool = False) -> None:
     if not torch.cuda.is_available():
         print("gpu_cost: no CUDA device here; nothing measured")
         return
@@ -121,16 +161,24 @@ def run(opts: Options, models: tuple[str, ...] = ()) -> None:
     print(table(["model", "params", "batch", "step ms", *PRESETS], rows))
     print(f"\nElapsed time after cuda synchronize; {rounds} interleaved rounds of 5 steps; "
           "median [IQR] of per-round ratios. Plain step: SGD (study models), AdamW (GPT).")
+    if profiled:
+        rows = [r for key in ("mnist-mlp-bn", "vgg11-x0.25") for r in profile_rows(key)]
+        print("\n## Where a step's time goes on the device (per step, torch.profiler)\n")
+        print(table(["model", "preset", "wall ms", "cudaLaunchKernel", "_local_scalar_dense",
+                     "cudaMemcpyAsync", "cudaStreamSynchronize", "host ms in copies + syncs",
+                     "GPU kernel ms"], rows))
 
 
 def main(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--models", default="", help="comma-separated keys of study_cost.STUDY, "
                                                   "and/or gpt (default: all)")
+    p.add_argument("--profile", action="store_true",
+                   help="add the per-step profile of sgd, cheap and economy (torch.profiler)")
     args = p.parse_args(argv)
     opts = Options(quick=args.quick, clock="wall", threads=args.threads)
     torch.set_num_threads(opts.threads)
-    run(opts, tuple(m for m in args.models.split(",") if m))
+    run(opts, tuple(m for m in args.models.split(",") if m), args.profile)
 
 
 if __name__ == "__main__":
