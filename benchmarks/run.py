@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 
 import economy_cost
+import gpu_cost
 import hvp_cost
 import lanczos_starts
 import line_floor
@@ -41,6 +42,7 @@ BENCHMARKS = {
     "hvp": hvp_cost,  # 9. one Hessian-vector product in a solve against PyHessian's
     "starts": lanczos_starts,  # 5b. Lanczos products by start vector, and the rate bound
     "startup": startup,  # 10. time to the first progress line of `sgdwalk train default`
+    "gpu": gpu_cost,  # 11. the presets on a CUDA device (says so and skips without one)
 }
 
 
