@@ -16,8 +16,6 @@ share of the probe set), run on the plain model.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import torch
@@ -27,6 +25,7 @@ from torch.distributed.fsdp import fully_shard
 
 from common import quartiles
 from sgdwalk.probes.walk import Walk
+from sgdwalk.train.distributed import leave_process_group
 
 PRESETS = ("cheap", "economy", "line")
 
@@ -114,15 +113,7 @@ def main() -> None:
                 ratios = [a / b for a, b in zip(times[name], times[f"{name} floor"])]
                 med, q1, q3 = quartiles(ratios)
                 print(f"{name:8s} walked / its floor: median {med:.2f}x (IQR {q1:.2f}-{q3:.2f})")
-    dist.barrier()
-    dist.destroy_process_group()
-    # torch 2.13 on CPU/gloo: a process that ran FSDP2 can abort as Python exits
-    # ("terminate called without an active exception", SIGABRT), with no sgdwalk in it too
-    # (1 of 8 plain FSDP2 loops here; this script 1 of 8, and 3 of 12 with the barrier).
-    # Leaving without the interpreter's teardown avoided it in 20 of 20 runs.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    leave_process_group()  # torch 2.13/gloo can abort at exit after FSDP2 (its docstring)
 
 
 if __name__ == "__main__":

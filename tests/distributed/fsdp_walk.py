@@ -24,8 +24,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
-import sys
 
 import torch
 import torch.distributed as dist
@@ -36,6 +34,7 @@ from torch.func import functional_call
 from sgdwalk.config import WalkConfig
 from sgdwalk.errors import ConfigError
 from sgdwalk.probes.walk import Walk
+from sgdwalk.train.distributed import leave_process_group
 
 STEPS, BATCH = 4, 16
 CONFIGS = {
@@ -221,15 +220,7 @@ def main() -> None:
         out["runs"][name] = run
     if rank == 0:
         print("RESULT " + json.dumps(out), flush=True)
-    dist.barrier()
-    dist.destroy_process_group()
-    # torch 2.13 on CPU/gloo: a process that ran FSDP2 can abort as Python exits
-    # ("terminate called without an active exception", SIGABRT), with no sgdwalk in it too
-    # (1 of 8 plain FSDP2 loops here; this script 1 of 8, and 3 of 12 with the barrier).
-    # Leaving without the interpreter's teardown avoided it in 20 of 20 runs.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    leave_process_group()  # torch 2.13/gloo can abort at exit after FSDP2 (its docstring)
 
 
 if __name__ == "__main__":

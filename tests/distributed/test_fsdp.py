@@ -98,3 +98,19 @@ def test_the_single_device_evaluator_cannot_run_on_a_sharded_model(result):
     assert result["functional_call"] == (
         "AttributeError: 'Tensor' object has no attribute '_local_tensor'")
     assert result["deepcopy"].startswith("AssertionError: FSDP does not support deepcopy")
+
+
+def test_leave_process_group_flushes_and_exits_with_the_code(tmp_path):
+    """The scripts' way out after FSDP2 (torch 2.13/gloo can abort in the interpreter's
+    teardown): what was printed is flushed, the exit code is the one given, and nothing
+    after the call runs."""
+    code = ("import torch.distributed as dist\n"
+            "from sgdwalk.train.distributed import leave_process_group\n"
+            "dist.init_process_group('gloo', init_method='tcp://127.0.0.1:0', rank=0,"
+            " world_size=1)\n"
+            "print('done', end='')\n"
+            "leave_process_group(3)\n"
+            "print('after')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert (proc.returncode, proc.stdout) == (3, "done"), proc.stderr[-2000:]
