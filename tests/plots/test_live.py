@@ -281,6 +281,11 @@ def test_no_server_thread_can_take_sigint(full, tmp_path):
         server.close()
 
 
+# signals sent to subprocesses on a timer: .ci/run's second layer, as the other kill tests
+# (it failed once in the default run of this stop's final tree, 1 of 7 full runs, and
+# passed 4 alone, 8 under two busy loops and 4 with tests/plots; the failing run's
+# message was not kept)
+@pytest.mark.e2e
 def test_sigint_while_the_renderer_draws_exits_at_once(full, tmp_path):
     """Each SIGINT sent while a (pure-Python, GIL-holding) drawing runs ends `sgdwalk
     watch` with 130 and one line within seconds. The hang seen under load (no
