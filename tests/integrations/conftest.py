@@ -30,6 +30,19 @@ def cnn_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return module.head(F.relu(module.bn(module.conv(x))).flatten(1))
 
 
+class DictRows(torch.utils.data.Dataset):
+    """(x, y) as Hugging Face style dict rows {"x", "labels"}, for the trainers' loaders."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "labels": self.y[i]}
+
+
 class SmallCNN(nn.Module):
     def __init__(self):
         super().__init__()

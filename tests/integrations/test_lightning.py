@@ -12,6 +12,7 @@ from .conftest import (
     BATCH,
     LR,
     PROBE_ONLY,
+    DictRows,
     N,
     assert_tables_match,
     build_cnn,
@@ -51,23 +52,12 @@ class LitDictCNN(LitCNN):
         return self(**batch)[0]
 
 
-class _Rows(torch.utils.data.Dataset):
-    def __init__(self, x, y):
-        self.x, self.y = x, y
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return {"x": self.x[i], "labels": self.y[i]}
-
-
 def _fit(images, probes, accumulate=1, batch=BATCH, dicts=False):
     from sgdwalk.integrations.lightning import WalkCallback
 
     x, y = images
     if dicts:
-        data, module = _Rows(x, y), LitDictCNN()
+        data, module = DictRows(x, y), LitDictCNN()
         callback = WalkCallback(probes=probes, per_example_loss=own_per_example_loss,
                                 probe_set={"x": x[:32], "labels": y[:32]})
     else:

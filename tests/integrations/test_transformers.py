@@ -12,6 +12,7 @@ from .conftest import (
     BATCH,
     LR,
     PROBE_ONLY,
+    DictRows,
     SmallCNN,
     assert_tables_match,
     own_per_example_loss,
@@ -21,17 +22,6 @@ from .conftest import (
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
-
-
-class _Rows(torch.utils.data.Dataset):
-    def __init__(self, x, y):
-        self.x, self.y = x, y
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return {"x": self.x[i], "labels": self.y[i]}
 
 
 class _InOrder(transformers.Trainer):
@@ -57,7 +47,7 @@ def _train(images, tmp_path, probes, own_loss=False):
     else:
         callback = WalkCallback(probes=probes, loss_fn=per_example_ce,
                                 probe_set=(x[:32], y[:32]))
-    trainer = _InOrder(model=SmallCNN(), args=args, train_dataset=_Rows(x, y),
+    trainer = _InOrder(model=SmallCNN(), args=args, train_dataset=DictRows(x, y),
                        data_collator=lambda rows: {k: torch.stack([r[k] for r in rows])
                                                    for k in rows[0]},
                        callbacks=[callback])

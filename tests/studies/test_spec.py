@@ -10,7 +10,7 @@ from importlib import resources
 
 import pytest
 
-from sgdwalk.config import RunConfig, to_dict
+from sgdwalk.config import RunConfig, dotted, to_dict
 from sgdwalk.errors import ConfigError
 from sgdwalk.store.identity import run_dir_name, run_id
 from sgdwalk.studies import load_study, study_names
@@ -258,21 +258,11 @@ EXPANDED = {
 }
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _digest(study) -> str:
-    defaults = _flat(to_dict(RunConfig()))
+    defaults = dotted(to_dict(RunConfig()))
     rows = []
     for e in study.entries:
-        values = {k: v for k, v in _flat(to_dict(e.config)).items()
+        values = {k: v for k, v in dotted(to_dict(e.config)).items()
                   if defaults.get(k, object()) != v}
         rows.append(json.dumps([e.variant, e.point, values], default=list))
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
